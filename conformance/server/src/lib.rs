@@ -1,0 +1,1 @@
+//! tether-server: the reference server.

@@ -1,0 +1,1 @@
+//! tether: the native async client.

@@ -1,0 +1,418 @@
+//! The JSON wire frames both ways and their codec (SPEC WIRE-1..8, LIMIT-1, LIMIT-4).
+
+use crate::error::FrameError;
+use crate::policy::PolicyWire;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Protocol version spoken by this engine (WIRE-2 `v=1`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest cursor the client keeps (LIMIT-4).
+pub const MAX_CURSOR_BYTES: usize = 1024;
+
+/// Longest channel name (WIRE-8).
+pub const MAX_CHANNEL_BYTES: usize = 128;
+
+/// Frames the server sends (WIRE-3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Hello {
+        #[serde(default = "default_version")]
+        v: u32,
+        #[serde(default)]
+        server_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<Box<PolicyWire>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reset: Vec<String>,
+    },
+    Msg {
+        channel: String,
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        #[serde(default)]
+        data: Value,
+    },
+    Subscribed {
+        channel: String,
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+    },
+    Reset {
+        channel: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+    },
+    Ack {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    Error {
+        code: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default)]
+        terminal: bool,
+    },
+    Drain {
+        from_ms: u64,
+        to_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    RetryLater {
+        after_ms: u64,
+    },
+    Ping {},
+    Pong {},
+}
+
+fn default_version() -> u32 {
+    PROTOCOL_VERSION
+}
+
+/// Frames the client sends (WIRE-4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Subscribe {
+        channel: String,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Publish {
+        id: String,
+        channel: String,
+        data: Value,
+    },
+    Ping {},
+    Pong {},
+}
+
+const SERVER_TYPES: [&str; 10] = [
+    "hello",
+    "msg",
+    "subscribed",
+    "reset",
+    "ack",
+    "error",
+    "drain",
+    "retry_later",
+    "ping",
+    "pong",
+];
+
+const CLIENT_TYPES: [&str; 5] = ["subscribe", "unsubscribe", "publish", "ping", "pong"];
+
+/// Decode a frame object whose `type` is one of `known` (WIRE-5, WIRE-6).
+fn decode_value<T: serde::de::DeserializeOwned>(
+    value: Value,
+    known: &[&str],
+) -> Result<T, FrameError> {
+    let kind = match value.get("type") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(FrameError::Malformed("`type` is not a string".into())),
+        None => return Err(FrameError::Malformed("no `type` field".into())),
+    };
+    if !known.contains(&kind.as_str()) {
+        return Err(FrameError::UnknownType(kind));
+    }
+    serde_json::from_value(value).map_err(|e| FrameError::Malformed(format!("{kind}: {e}")))
+}
+
+fn parse_text(text: &str, limit: usize) -> Result<Value, FrameError> {
+    if text.len() > limit {
+        return Err(FrameError::TooLarge {
+            size: text.len(),
+            limit,
+        });
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if !value.is_object() {
+        return Err(FrameError::Malformed("frame is not a JSON object".into()));
+    }
+    Ok(value)
+}
+
+impl ServerFrame {
+    /// Decode one text frame of at most `limit` bytes.
+    pub fn decode(text: &str, limit: usize) -> Result<ServerFrame, FrameError> {
+        let frame: ServerFrame = decode_value(parse_text(text, limit)?, &SERVER_TYPES)?;
+        frame.validate()?;
+        Ok(frame)
+    }
+
+    /// Decode raw bytes: invalid UTF-8 is `InvalidUtf8` (ERR-1).
+    pub fn decode_bytes(bytes: &[u8], limit: usize) -> Result<ServerFrame, FrameError> {
+        if bytes.len() > limit {
+            return Err(FrameError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let text = core::str::from_utf8(bytes).map_err(|_| FrameError::InvalidUtf8)?;
+        ServerFrame::decode(text, limit)
+    }
+
+    /// Decode a JSON array of frames (long-poll answer or POST reply, WIRE-1), at most
+    /// `limit` bytes in all. Bad elements come back as errors in place, so the good
+    /// ones are not lost.
+    pub fn decode_batch(
+        bytes: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Result<ServerFrame, FrameError>>, FrameError> {
+        if bytes.len() > limit {
+            return Err(FrameError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let text = core::str::from_utf8(bytes).map_err(|_| FrameError::InvalidUtf8)?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        let Value::Array(items) = value else {
+            return Err(FrameError::Malformed("batch is not a JSON array".into()));
+        };
+        Ok(items
+            .into_iter()
+            .map(|item| {
+                if !item.is_object() {
+                    return Err(FrameError::Malformed("frame is not a JSON object".into()));
+                }
+                let frame: ServerFrame = decode_value(item, &SERVER_TYPES)?;
+                frame.validate()?;
+                Ok(frame)
+            })
+            .collect())
+    }
+
+    /// Checks serde cannot express: cursor length (LIMIT-4), channel names (WIRE-8).
+    fn validate(&self) -> Result<(), FrameError> {
+        let cursor = match self {
+            ServerFrame::Hello { cursor, .. }
+            | ServerFrame::Msg { cursor, .. }
+            | ServerFrame::Subscribed { cursor, .. }
+            | ServerFrame::Reset { cursor, .. } => cursor.as_deref(),
+            _ => None,
+        };
+        if let Some(c) = cursor {
+            if c.len() > MAX_CURSOR_BYTES {
+                return Err(FrameError::Malformed(format!(
+                    "cursor of {} bytes exceeds {MAX_CURSOR_BYTES}",
+                    c.len()
+                )));
+            }
+        }
+        match self {
+            ServerFrame::Msg { channel, .. }
+            | ServerFrame::Subscribed { channel, .. }
+            | ServerFrame::Reset { channel, .. }
+                if !valid_channel(channel) =>
+            {
+                Err(FrameError::Malformed(format!(
+                    "invalid channel {channel:?}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Encode as one JSON text frame.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| String::from("{\"type\":\"error\",\"code\":\"server_error\"}"))
+    }
+}
+
+impl ClientFrame {
+    /// Encode as one JSON text frame.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"ping\"}"))
+    }
+
+    /// Decode one client frame (the server side of WIRE-4).
+    pub fn decode(text: &str, limit: usize) -> Result<ClientFrame, FrameError> {
+        let frame: ClientFrame = decode_value(parse_text(text, limit)?, &CLIENT_TYPES)?;
+        match &frame {
+            ClientFrame::Subscribe { channel }
+            | ClientFrame::Unsubscribe { channel }
+            | ClientFrame::Publish { channel, .. }
+                if !valid_channel(channel) =>
+            {
+                Err(FrameError::Malformed(format!(
+                    "invalid channel {channel:?}"
+                )))
+            }
+            _ => Ok(frame),
+        }
+    }
+
+    /// Decode a JSON array of client frames (a POST body, WIRE-1).
+    pub fn decode_batch(
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<Result<ClientFrame, FrameError>>, FrameError> {
+        if text.len() > limit {
+            return Err(FrameError::TooLarge {
+                size: text.len(),
+                limit,
+            });
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        let Value::Array(items) = value else {
+            return Err(FrameError::Malformed("batch is not a JSON array".into()));
+        };
+        Ok(items
+            .into_iter()
+            .map(|item| ClientFrame::decode(&item.to_string(), limit))
+            .collect())
+    }
+}
+
+/// Encode frames as a JSON array (POST bodies, long-poll answers).
+pub fn encode_batch<I: IntoIterator<Item = String>>(frames: I) -> String {
+    let mut out = String::from("[");
+    for (i, f) in frames.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&f);
+    }
+    out.push(']');
+    out
+}
+
+/// Channel names match `[A-Za-z0-9_.:@-]{1,128}` (WIRE-8).
+pub fn valid_channel(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CHANNEL_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_3_round_trip_server_frames() {
+        let frames = vec![
+            ServerFrame::Hello {
+                v: 1,
+                server_id: "s1".into(),
+                cursor: Some("c".into()),
+                policy: None,
+                reset: vec!["a".into()],
+            },
+            ServerFrame::Msg {
+                channel: "a".into(),
+                seq: 3,
+                cursor: Some("c3".into()),
+                data: serde_json::json!({"x": 1}),
+            },
+            ServerFrame::Drain {
+                from_ms: 1,
+                to_ms: 2,
+                reason: None,
+            },
+            ServerFrame::Ping {},
+        ];
+        for f in frames {
+            assert_eq!(ServerFrame::decode(&f.encode(), 1 << 20), Ok(f));
+        }
+    }
+
+    #[test]
+    fn wire_5_unknown_type_is_not_malformed() {
+        assert_eq!(
+            ServerFrame::decode(r#"{"type":"future_thing","x":1}"#, 1024),
+            Err(FrameError::UnknownType("future_thing".into()))
+        );
+        // Unknown fields are ignored.
+        assert!(ServerFrame::decode(r#"{"type":"ping","extra":[1,2]}"#, 1024).is_ok());
+    }
+
+    #[test]
+    fn wire_6_malformed_frames() {
+        for bad in [
+            "",
+            "{",
+            "[]",
+            "42",
+            r#"{"type":5}"#,
+            r#"{"x":1}"#,
+            r#"{"type":"msg","channel":"a"}"#,
+            r#"{"type":"msg","channel":"a","seq":-1}"#,
+            r#"{"type":"msg","channel":"bad name","seq":1}"#,
+        ] {
+            let err = ServerFrame::decode(bad, 1024).expect_err(bad);
+            assert_eq!(
+                err.code(),
+                Some(crate::error::ErrorCode::FrameMalformed),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn limit_1_oversized_frame() {
+        let big = format!(
+            r#"{{"type":"msg","channel":"a","seq":1,"data":"{}"}}"#,
+            "x".repeat(2000)
+        );
+        assert!(matches!(
+            ServerFrame::decode(&big, 1000),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn limit_4_long_cursor_is_malformed() {
+        let f = format!(
+            r#"{{"type":"hello","cursor":"{}"}}"#,
+            "c".repeat(MAX_CURSOR_BYTES + 1)
+        );
+        assert!(matches!(
+            ServerFrame::decode(&f, 1 << 20),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn wire_1_batch_keeps_good_frames_beside_bad_ones() {
+        let batch = br#"[{"type":"ping"},{"type":"nope"},{"bad":1},{"type":"ack","id":"k"}]"#;
+        let out = ServerFrame::decode_batch(batch, 1 << 20).expect("batch");
+        assert_eq!(out.len(), 4);
+        assert!(out[0].is_ok() && out[3].is_ok());
+        assert!(matches!(out[1], Err(FrameError::UnknownType(_))));
+        assert!(matches!(out[2], Err(FrameError::Malformed(_))));
+        assert_eq!(
+            ServerFrame::decode_bytes(&[0xff, 0xfe], 10),
+            Err(FrameError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn wire_8_channel_names() {
+        assert!(valid_channel("room:42.a-b_c@x"));
+        assert!(!valid_channel(""));
+        assert!(!valid_channel("a b"));
+        assert!(!valid_channel("a,b"));
+        assert!(!valid_channel(&"a".repeat(129)));
+    }
+}

@@ -1,0 +1,331 @@
+//! The reconnection policy: defaults, server-announced values clamped to safe bounds, app overrides (SPEC BACKOFF-2, -8, -9).
+
+use core::time::Duration;
+use serde::{Deserialize, Serialize};
+
+/// What the outbox does when a publish would exceed its count or byte limit (SPEC OUTBOX-6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropPolicy {
+    /// Drop the oldest queued publishes to make room (default).
+    #[default]
+    DropOldest,
+    /// Refuse the new publish with `outbox_full`.
+    RejectNew,
+}
+
+/// The effective policy the engine runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub floor: Duration,
+    pub base: Duration,
+    pub cap: Duration,
+    pub multiplier: f64,
+    pub max_attempts: Option<u32>,
+    pub max_elapsed: Option<Duration>,
+    pub heartbeat: Duration,
+    pub heartbeat_grace: Duration,
+    pub open_timeout: Duration,
+    pub poll_hold: Duration,
+    pub probe_interval: Duration,
+    pub upgrade_after: Duration,
+    pub outbox_max_count: usize,
+    pub outbox_max_bytes: usize,
+    pub outbox_max_age: Duration,
+    pub drop_policy: DropPolicy,
+    pub max_frame_bytes: usize,
+    pub max_in_flight: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            floor: Duration::from_millis(100),
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(30),
+            multiplier: 2.0,
+            max_attempts: None,
+            max_elapsed: None,
+            heartbeat: Duration::from_secs(15),
+            heartbeat_grace: Duration::from_secs(10),
+            open_timeout: Duration::from_secs(10),
+            poll_hold: Duration::from_secs(25),
+            probe_interval: Duration::from_secs(5),
+            upgrade_after: Duration::from_secs(300),
+            outbox_max_count: 1000,
+            outbox_max_bytes: 4 * 1024 * 1024,
+            outbox_max_age: Duration::from_secs(3600),
+            drop_policy: DropPolicy::DropOldest,
+            max_frame_bytes: 1024 * 1024,
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// Policy fields as they travel on the wire (hello `policy`) and in app overrides.
+/// Every field is optional: absent means "keep the current value".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyWire {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_elapsed_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_grace_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_timeout_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_hold_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_interval_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade_after_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_max_count: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_max_bytes: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_max_age_ms: Option<f64>,
+}
+
+/// One value the engine replaced with a bound (reported as `policy_clamped`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clamp {
+    pub field: &'static str,
+    pub requested: f64,
+    pub applied: f64,
+}
+
+/// The safe bounds for server-announced values (SPEC BACKOFF-8): `(field, min, max)`.
+pub const BOUNDS: [(&str, f64, f64); 14] = [
+    ("floor_ms", 100.0, 10_000.0),
+    ("base_ms", 100.0, 60_000.0),
+    ("cap_ms", 1_000.0, 600_000.0),
+    ("multiplier", 1.0, 10.0),
+    ("max_attempts", 1.0, 1_000_000.0),
+    ("heartbeat_ms", 1_000.0, 300_000.0),
+    ("heartbeat_grace_ms", 1_000.0, 120_000.0),
+    ("open_timeout_ms", 1_000.0, 120_000.0),
+    ("poll_hold_ms", 1_000.0, 120_000.0),
+    ("probe_interval_ms", 1_000.0, 3_600_000.0),
+    ("upgrade_after_ms", 10_000.0, 86_400_000.0),
+    ("outbox_max_count", 1.0, 100_000.0),
+    ("outbox_max_bytes", 1_024.0, 67_108_864.0),
+    ("outbox_max_age_ms", 1_000.0, 604_800_000.0),
+];
+
+/// Bounds for `max_elapsed_ms`, which the table leaves to the app; servers get 1 s .. 30 days.
+const MAX_ELAPSED_BOUNDS: (f64, f64) = (1_000.0, 2_592_000_000.0);
+
+fn bound(field: &str) -> (f64, f64) {
+    BOUNDS
+        .iter()
+        .find(|(f, _, _)| *f == field)
+        .map(|(_, lo, hi)| (*lo, *hi))
+        .unwrap_or(MAX_ELAPSED_BOUNDS)
+}
+
+fn ms(v: f64) -> Duration {
+    Duration::from_secs_f64(v.max(0.0) / 1000.0)
+}
+
+/// How a policy source is trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trust {
+    /// The server: clamp to BOUNDS.
+    Server,
+    /// The application itself: validate only (BACKOFF-9).
+    App,
+}
+
+impl Policy {
+    /// Apply server-announced values, clamped to BOUNDS (SPEC BACKOFF-8).
+    /// Returns the clamps made, for `policy_clamped` reporting.
+    pub fn apply_server(&mut self, wire: &PolicyWire) -> Vec<Clamp> {
+        self.apply(wire, Trust::Server)
+    }
+
+    /// Apply the app's own overrides: validated, not clamped (SPEC BACKOFF-9).
+    pub fn apply_app(&mut self, wire: &PolicyWire) -> Vec<Clamp> {
+        self.apply(wire, Trust::App)
+    }
+
+    fn apply(&mut self, wire: &PolicyWire, trust: Trust) -> Vec<Clamp> {
+        let mut clamps = Vec::new();
+        let mut take =
+            |field: &'static str, v: Option<f64>, app_min: f64, app_max: f64| -> Option<f64> {
+                let v = v?;
+                if !v.is_finite() {
+                    return None;
+                }
+                let (lo, hi) = match trust {
+                    Trust::Server => bound(field),
+                    Trust::App => (app_min, app_max),
+                };
+                let applied = v.clamp(lo, hi);
+                if applied != v {
+                    clamps.push(Clamp {
+                        field,
+                        requested: v,
+                        applied,
+                    });
+                }
+                Some(applied)
+            };
+        const DAY_MS: f64 = 86_400_000.0;
+        if let Some(v) = take("floor_ms", wire.floor_ms, 1.0, 600_000.0) {
+            self.floor = ms(v);
+        }
+        if let Some(v) = take("base_ms", wire.base_ms, 1.0, 600_000.0) {
+            self.base = ms(v);
+        }
+        if let Some(v) = take("cap_ms", wire.cap_ms, 1.0, DAY_MS) {
+            self.cap = ms(v);
+        }
+        if let Some(v) = take("multiplier", wire.multiplier, 1.0, 10.0) {
+            self.multiplier = v;
+        }
+        if let Some(v) = take("max_attempts", wire.max_attempts, 1.0, u32::MAX as f64) {
+            self.max_attempts = Some(v as u32);
+        }
+        if let Some(v) = take("max_elapsed_ms", wire.max_elapsed_ms, 1.0, 365.0 * DAY_MS) {
+            self.max_elapsed = Some(ms(v));
+        }
+        if let Some(v) = take("heartbeat_ms", wire.heartbeat_ms, 1.0, DAY_MS) {
+            self.heartbeat = ms(v);
+        }
+        if let Some(v) = take("heartbeat_grace_ms", wire.heartbeat_grace_ms, 1.0, DAY_MS) {
+            self.heartbeat_grace = ms(v);
+        }
+        if let Some(v) = take("open_timeout_ms", wire.open_timeout_ms, 1.0, DAY_MS) {
+            self.open_timeout = ms(v);
+        }
+        if let Some(v) = take("poll_hold_ms", wire.poll_hold_ms, 1.0, DAY_MS) {
+            self.poll_hold = ms(v);
+        }
+        if let Some(v) = take("probe_interval_ms", wire.probe_interval_ms, 1.0, DAY_MS) {
+            self.probe_interval = ms(v);
+        }
+        if let Some(v) = take(
+            "upgrade_after_ms",
+            wire.upgrade_after_ms,
+            1.0,
+            30.0 * DAY_MS,
+        ) {
+            self.upgrade_after = ms(v);
+        }
+        if let Some(v) = take("outbox_max_count", wire.outbox_max_count, 1.0, 10_000_000.0) {
+            self.outbox_max_count = v as usize;
+        }
+        if let Some(v) = take("outbox_max_bytes", wire.outbox_max_bytes, 1.0, 1e12) {
+            self.outbox_max_bytes = v as usize;
+        }
+        if let Some(v) = take(
+            "outbox_max_age_ms",
+            wire.outbox_max_age_ms,
+            1.0,
+            3650.0 * DAY_MS,
+        ) {
+            self.outbox_max_age = ms(v);
+        }
+        // Invariants after clamping (BACKOFF-8): base >= floor, cap >= base.
+        if self.base < self.floor {
+            self.base = self.floor;
+        }
+        if self.cap < self.base {
+            self.cap = self.base;
+        }
+        clamps
+    }
+
+    /// The policy as wire fields (what the memo stores, BACKOFF-10).
+    pub fn to_wire(&self) -> PolicyWire {
+        let f = |d: Duration| Some(d.as_secs_f64() * 1000.0);
+        PolicyWire {
+            floor_ms: f(self.floor),
+            base_ms: f(self.base),
+            cap_ms: f(self.cap),
+            multiplier: Some(self.multiplier),
+            max_attempts: self.max_attempts.map(f64::from),
+            max_elapsed_ms: self.max_elapsed.and_then(f),
+            heartbeat_ms: f(self.heartbeat),
+            heartbeat_grace_ms: f(self.heartbeat_grace),
+            open_timeout_ms: f(self.open_timeout),
+            poll_hold_ms: f(self.poll_hold),
+            probe_interval_ms: f(self.probe_interval),
+            upgrade_after_ms: f(self.upgrade_after),
+            outbox_max_count: Some(self.outbox_max_count as f64),
+            outbox_max_bytes: Some(self.outbox_max_bytes as f64),
+            outbox_max_age_ms: f(self.outbox_max_age),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_2_defaults() {
+        let p = Policy::default();
+        assert_eq!(p.base, Duration::from_secs(1));
+        assert_eq!(p.multiplier, 2.0);
+        assert_eq!(p.cap, Duration::from_secs(30));
+        assert_eq!(p.floor, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn backoff_8_hostile_server_policy_is_clamped() {
+        let mut p = Policy::default();
+        let wire = PolicyWire {
+            floor_ms: Some(0.0),
+            base_ms: Some(1.0),
+            cap_ms: Some(-5.0),
+            multiplier: Some(1e9),
+            heartbeat_ms: Some(1.0),
+            outbox_max_count: Some(1e12),
+            open_timeout_ms: Some(f64::NAN),
+            ..Default::default()
+        };
+        let clamps = p.apply_server(&wire);
+        assert_eq!(p.floor, Duration::from_millis(100));
+        assert_eq!(p.base, Duration::from_millis(100));
+        assert_eq!(p.cap, Duration::from_secs(1));
+        assert_eq!(p.multiplier, 10.0);
+        assert_eq!(p.heartbeat, Duration::from_secs(1));
+        assert_eq!(p.outbox_max_count, 100_000);
+        assert_eq!(
+            p.open_timeout,
+            Duration::from_secs(10),
+            "NaN keeps the current value"
+        );
+        assert_eq!(clamps.len(), 6);
+    }
+
+    #[test]
+    fn backoff_9_app_overrides_may_be_fast_but_stay_valid() {
+        let mut p = Policy::default();
+        p.apply_app(&PolicyWire {
+            floor_ms: Some(1.0),
+            base_ms: Some(5.0),
+            cap_ms: Some(2.0),
+            multiplier: Some(0.5),
+            ..Default::default()
+        });
+        assert_eq!(p.floor, Duration::from_millis(1));
+        assert_eq!(p.base, Duration::from_millis(5));
+        assert_eq!(p.cap, Duration::from_millis(5), "cap raised to base");
+        assert_eq!(p.multiplier, 1.0);
+    }
+}

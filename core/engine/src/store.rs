@@ -1,0 +1,98 @@
+//! The persistence trait for the outbox and the memo, and the in-memory store (SPEC OUTBOX-8, BACKOFF-10, FALLBACK-5, READY-2).
+
+use crate::error::StoreError;
+use crate::policy::PolicyWire;
+use crate::transport::TransportKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One queued publish as it is persisted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// The idempotency key (OUTBOX-1).
+    pub id: String,
+    pub channel: String,
+    /// The payload as JSON text.
+    pub data: String,
+    /// Wall-clock enqueue time in ms since the UNIX epoch (ages survive restarts).
+    pub enqueued_unix_ms: u64,
+}
+
+impl OutboxRecord {
+    /// Bytes this record counts against `outbox_max_bytes`.
+    pub fn size(&self) -> usize {
+        self.id.len() + self.channel.len() + self.data.len()
+    }
+}
+
+/// What the client remembers across cold starts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memo {
+    /// The last server-announced policy (BACKOFF-10).
+    #[serde(default)]
+    pub policy: Option<PolicyWire>,
+    /// The working rung per endpoint (FALLBACK-5).
+    #[serde(default)]
+    pub transports: BTreeMap<String, TransportKind>,
+    /// A retry-after deadline, wall-clock ms since the UNIX epoch (READY-2).
+    #[serde(default)]
+    pub retry_after_unix_ms: Option<u64>,
+}
+
+/// Durable storage for the outbox and the memo. Calls are synchronous and must be
+/// durable when they return `Ok` (OUTBOX-2).
+pub trait Store {
+    /// Every queued record, oldest first.
+    fn load(&mut self) -> Result<Vec<OutboxRecord>, StoreError>;
+    /// Persist a new record at the end of the queue.
+    fn append(&mut self, record: &OutboxRecord) -> Result<(), StoreError>;
+    /// Forget a record (acknowledged or dropped).
+    fn remove(&mut self, id: &str) -> Result<(), StoreError>;
+    /// The memo, if one was saved.
+    fn load_memo(&mut self) -> Result<Option<Memo>, StoreError>;
+    /// Replace the memo.
+    fn save_memo(&mut self, memo: &Memo) -> Result<(), StoreError>;
+}
+
+/// A store in memory: the default, and the reference for tests.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    pub records: Vec<OutboxRecord>,
+    pub memo: Option<Memo>,
+    /// When set, every write fails (for testing OUTBOX-2).
+    pub fail_writes: bool,
+}
+
+impl MemoryStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.fail_writes {
+            Err(StoreError("memory store set to fail".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn load(&mut self) -> Result<Vec<OutboxRecord>, StoreError> {
+        Ok(self.records.clone())
+    }
+    fn append(&mut self, record: &OutboxRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.records.push(record.clone());
+        Ok(())
+    }
+    fn remove(&mut self, id: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.records.retain(|r| r.id != id);
+        Ok(())
+    }
+    fn load_memo(&mut self) -> Result<Option<Memo>, StoreError> {
+        Ok(self.memo.clone())
+    }
+    fn save_memo(&mut self, memo: &Memo) -> Result<(), StoreError> {
+        self.check()?;
+        self.memo = Some(memo.clone());
+        Ok(())
+    }
+}

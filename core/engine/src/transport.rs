@@ -1,0 +1,130 @@
+//! Transports, the ladder's rungs, and what a transport reports to the engine (SPEC FALLBACK-1, WIRE-2).
+
+use core::time::Duration;
+use serde::{Deserialize, Serialize};
+
+/// One rung of the ladder, best first (FALLBACK-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    WebSocket,
+    Sse,
+    LongPoll,
+}
+
+impl TransportKind {
+    /// The full ladder, best rung first.
+    pub const LADDER: [TransportKind; 3] = [
+        TransportKind::WebSocket,
+        TransportKind::Sse,
+        TransportKind::LongPoll,
+    ];
+
+    /// Stable name (`websocket`, `sse`, `long_poll`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::WebSocket => "websocket",
+            TransportKind::Sse => "sse",
+            TransportKind::LongPoll => "long_poll",
+        }
+    }
+
+    /// Parse a stable name.
+    pub fn parse(s: &str) -> Option<TransportKind> {
+        TransportKind::LADDER.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl core::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies one connection (CONN-4). Never reused within an engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConnId(pub u64);
+
+/// A bearer token. Its `Debug` and `Display` never show the secret (AUTH-4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Wrap a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Token(secret.into())
+    }
+    /// The secret itself, for the transport to put on the wire (AUTH-3). Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl core::fmt::Debug for Token {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl core::fmt::Display for Token {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How an attempt or a connection failed, as the transport saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// TCP refused, DNS, TLS, reset before any HTTP answer: the server is unreachable (not a blocking signal).
+    Unreachable(String),
+    /// The server or a proxy answered the upgrade/stream/poll request with this HTTP status.
+    HttpStatus {
+        status: u16,
+        /// The `Tether-Error` header: present when the tether server itself answered (WIRE-10).
+        tether_error: Option<String>,
+        /// `Tether-Retry-After-Ms`, or `Retry-After` seconds × 1000 (READY-1).
+        retry_after: Option<Duration>,
+    },
+    /// An SSE answer with a content type other than `text/event-stream` (FALLBACK-2a).
+    WrongContentType(String),
+    /// The connection broke after it opened (I/O error, reset, EOF without close frame).
+    Io(String),
+}
+
+/// What a transport reports about connection `conn` (CONN-4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// The transport-level open succeeded: HTTP 101, SSE 200 headers, or a poll answered 200.
+    /// This is not "connected" (CONN-2): that takes the hello.
+    Opened,
+    /// One complete text frame (a WebSocket text message).
+    Text(String),
+    /// One complete binary WebSocket message or a text message that was not UTF-8.
+    Binary(Vec<u8>),
+    /// A chunk of an SSE stream, for the engine's parser.
+    SseBytes(Vec<u8>),
+    /// The complete body of a long-poll answer (a JSON array of frames).
+    PollBody(Vec<u8>),
+    /// The complete body of a POST `/send` answer (a JSON array of frames).
+    SendReply(Vec<u8>),
+    /// A POST `/send` failed; the publishes stay in the outbox.
+    SendFailed(TransportFailure),
+    /// The stream ended cleanly (WebSocket close frame, SSE EOF).
+    Closed { code: Option<u16>, reason: String },
+    /// The attempt or the connection failed.
+    Failed(TransportFailure),
+}
+
+/// Everything a transport needs to open a connection (WIRE-2, RESUME-2, AUTH-3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenRequest {
+    pub conn: ConnId,
+    pub transport: TransportKind,
+    /// The resume cursor: `cursor` query (WS, long-poll) or `Last-Event-ID` (SSE).
+    pub cursor: Option<String>,
+    /// Channels to subscribe to on open (`channels` query).
+    pub channels: Vec<String>,
+    pub token: Option<Token>,
+    /// For long-poll: the poll hold the server may use.
+    pub poll_hold: Duration,
+}
