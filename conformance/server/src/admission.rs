@@ -17,9 +17,23 @@ impl TokenBucket {
     /// A full bucket. `rate` below 0.001/s is raised to it; `burst` below 1 is raised to 1.
     /// Refusals hint at least `min_retry`.
     pub fn new(rate: f64, burst: f64, min_retry: Duration) -> TokenBucket {
-        let rate = if rate.is_finite() { rate.max(0.001) } else { 1.0 };
-        let burst = if burst.is_finite() { burst.max(1.0) } else { 1.0 };
-        TokenBucket { rate, burst, tokens: burst, last: Instant::now(), min_retry }
+        let rate = if rate.is_finite() {
+            rate.max(0.001)
+        } else {
+            1.0
+        };
+        let burst = if burst.is_finite() {
+            burst.max(1.0)
+        } else {
+            1.0
+        };
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+            min_retry,
+        }
     }
 
     /// Take one token, or say how long until one is available (never less than `min_retry`).

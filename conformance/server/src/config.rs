@@ -85,8 +85,10 @@ impl ServerConfig {
     /// settings (where not already set), so clients time out consistently (HEARTBEAT-2/4).
     pub fn announce_timings(mut self) -> Self {
         let mut p = self.policy.take().unwrap_or_default();
-        p.heartbeat_ms.get_or_insert(self.heartbeat.as_secs_f64() * 1000.0);
-        p.poll_hold_ms.get_or_insert(self.poll_hold.as_secs_f64() * 1000.0);
+        p.heartbeat_ms
+            .get_or_insert(self.heartbeat.as_secs_f64() * 1000.0);
+        p.poll_hold_ms
+            .get_or_insert(self.poll_hold.as_secs_f64() * 1000.0);
         self.policy = Some(p);
         self
     }
@@ -94,10 +96,16 @@ impl ServerConfig {
     /// Check values that would make the server misbehave.
     pub fn validate(&self) -> Result<(), crate::ServerError> {
         let bad = |m: &str| Err(crate::ServerError::Config(m.to_owned()));
-        if !self.base_path.starts_with('/') || self.base_path.len() < 2 || self.base_path.ends_with('/') {
+        if !self.base_path.starts_with('/')
+            || self.base_path.len() < 2
+            || self.base_path.ends_with('/')
+        {
             return bad("base_path must start with `/` and not end with one");
         }
-        if !self.alt_base_path.starts_with('/') || self.alt_base_path == self.base_path || self.alt_base_path.ends_with('/') {
+        if !self.alt_base_path.starts_with('/')
+            || self.alt_base_path == self.base_path
+            || self.alt_base_path.ends_with('/')
+        {
             return bad("alt_base_path must start with `/` and differ from base_path");
         }
         if self.heartbeat.is_zero() || self.poll_hold.is_zero() || self.send_timeout.is_zero() {

@@ -31,7 +31,10 @@ pub enum CursorError {
 impl Cursor {
     /// A cursor of `epoch` with no position.
     pub fn new(epoch: u64) -> Cursor {
-        Cursor { epoch, positions: BTreeMap::new() }
+        Cursor {
+            epoch,
+            positions: BTreeMap::new(),
+        }
     }
 
     /// Encode (see the module documentation).
@@ -53,14 +56,19 @@ impl Cursor {
         }
         let mut parts = text.split('~');
         let head = parts.next().unwrap_or_default();
-        let hex = head.strip_prefix('e').ok_or(CursorError::Malformed("no epoch"))?;
+        let hex = head
+            .strip_prefix('e')
+            .ok_or(CursorError::Malformed("no epoch"))?;
         if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CursorError::Malformed("bad epoch"));
         }
-        let epoch = u64::from_str_radix(hex, 16).map_err(|_| CursorError::Malformed("bad epoch"))?;
+        let epoch =
+            u64::from_str_radix(hex, 16).map_err(|_| CursorError::Malformed("bad epoch"))?;
         let mut positions = BTreeMap::new();
         for part in parts {
-            let (channel, seq) = part.split_once('!').ok_or(CursorError::Malformed("entry without `!`"))?;
+            let (channel, seq) = part
+                .split_once('!')
+                .ok_or(CursorError::Malformed("entry without `!`"))?;
             if !valid_channel(channel) {
                 return Err(CursorError::Malformed("bad channel"));
             }
@@ -93,9 +101,25 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_not_panicking() {
-        for bad in ["", "x", "e12", "e000000000000000g", "e0000000000000001~", "e0000000000000001~a", "e0000000000000001~a!", "e0000000000000001~a!-1", "e0000000000000001~a b!1", "e0000000000000001~a!1~a!2", "e0000000000000001~a!99999999999999999999999", "é"] {
+        for bad in [
+            "",
+            "x",
+            "e12",
+            "e000000000000000g",
+            "e0000000000000001~",
+            "e0000000000000001~a",
+            "e0000000000000001~a!",
+            "e0000000000000001~a!-1",
+            "e0000000000000001~a b!1",
+            "e0000000000000001~a!1~a!2",
+            "e0000000000000001~a!99999999999999999999999",
+            "é",
+        ] {
             assert!(Cursor::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(Cursor::parse(&"e".repeat(2000)), Err(CursorError::TooLong(2000)));
+        assert_eq!(
+            Cursor::parse(&"e".repeat(2000)),
+            Err(CursorError::TooLong(2000))
+        );
     }
 }

@@ -288,11 +288,21 @@ pub struct FaultRule {
 impl FaultRule {
     /// A persistent rule for every stream transport.
     pub fn always(fault: Fault) -> FaultRule {
-        FaultRule { fault, transport: None, count: None, every_request: false }
+        FaultRule {
+            fault,
+            transport: None,
+            count: None,
+            every_request: false,
+        }
     }
     /// A rule for the next `count` handshakes of `transport`.
     pub fn next(transport: FaultTarget, count: u32, fault: Fault) -> FaultRule {
-        FaultRule { fault, transport: Some(transport), count: Some(count), every_request: false }
+        FaultRule {
+            fault,
+            transport: Some(transport),
+            count: Some(count),
+            every_request: false,
+        }
     }
     /// Limit to `transport`.
     pub fn on(mut self, transport: FaultTarget) -> FaultRule {
@@ -310,7 +320,9 @@ impl FaultRule {
             Some(t) => t == target,
             None => target != FaultTarget::Send,
         };
-        transport_ok && (handshake || self.every_request || target == FaultTarget::Send) && self.fault.applies_to(target)
+        transport_ok
+            && (handshake || self.every_request || target == FaultTarget::Send)
+            && self.fault.applies_to(target)
     }
 }
 
@@ -327,7 +339,10 @@ impl FaultPlan {
 
     /// Replace every rule.
     pub fn set(&self, rules: Vec<FaultRule>) {
-        *self.lock() = rules.into_iter().filter(|r| !r.fault.is_action() && r.count != Some(0)).collect();
+        *self.lock() = rules
+            .into_iter()
+            .filter(|r| !r.fault.is_action() && r.count != Some(0))
+            .collect();
     }
 
     /// Add a rule at the end.
@@ -355,7 +370,8 @@ impl FaultPlan {
 
     /// Take a `refuse_tcp` rule, if any (checked on every accepted TCP connection).
     pub fn take_tcp(&self) -> bool {
-        self.take_where(|r| matches!(r.fault, Fault::RefuseTcp)).is_some()
+        self.take_where(|r| matches!(r.fault, Fault::RefuseTcp))
+            .is_some()
     }
 
     fn take_where(&self, pred: impl Fn(&FaultRule) -> bool) -> Option<Fault> {
@@ -378,14 +394,37 @@ mod tests {
 
     #[test]
     fn json_shape() {
-        let r: FaultRule = serde_json::from_str(r#"{"fault":"close_after_hello","code":4001,"transport":"websocket","count":1}"#).expect("parse");
-        assert_eq!(r, FaultRule::next(FaultTarget::WebSocket, 1, Fault::CloseAfterHello { code: 4001, reason: String::new(), after_ms: 0 }));
+        let r: FaultRule = serde_json::from_str(
+            r#"{"fault":"close_after_hello","code":4001,"transport":"websocket","count":1}"#,
+        )
+        .expect("parse");
+        assert_eq!(
+            r,
+            FaultRule::next(
+                FaultTarget::WebSocket,
+                1,
+                Fault::CloseAfterHello {
+                    code: 4001,
+                    reason: String::new(),
+                    after_ms: 0
+                }
+            )
+        );
         let back = serde_json::to_value(&r).expect("ser");
         assert_eq!(back["fault"], "close_after_hello");
         assert_eq!(back["transport"], "websocket");
-        let m: FaultRule = serde_json::from_str(r#"{"fault":"malformed","kind":"invalid_utf8"}"#).expect("parse");
-        assert_eq!(m.fault, Fault::Malformed { kind: MalformedKind::InvalidUtf8, frames: 1 });
-        let s: FaultRule = serde_json::from_str(r#"{"fault":"status","status":502,"headers":{"x":"y"}}"#).expect("parse");
+        let m: FaultRule =
+            serde_json::from_str(r#"{"fault":"malformed","kind":"invalid_utf8"}"#).expect("parse");
+        assert_eq!(
+            m.fault,
+            Fault::Malformed {
+                kind: MalformedKind::InvalidUtf8,
+                frames: 1
+            }
+        );
+        let s: FaultRule =
+            serde_json::from_str(r#"{"fault":"status","status":502,"headers":{"x":"y"}}"#)
+                .expect("parse");
         assert!(matches!(s.fault, Fault::Status { status: 502, .. }));
         assert!(serde_json::from_str::<FaultRule>(r#"{"fault":"nope"}"#).is_err());
     }
@@ -394,13 +433,24 @@ mod tests {
     fn counts_and_targets() {
         let plan = FaultPlan::default();
         plan.push(FaultRule::next(FaultTarget::Sse, 2, Fault::SwallowUpgrade));
-        plan.push(FaultRule::always(Fault::RefuseUpgrade { status: 403 }).on(FaultTarget::WebSocket));
+        plan.push(
+            FaultRule::always(Fault::RefuseUpgrade { status: 403 }).on(FaultTarget::WebSocket),
+        );
         assert_eq!(plan.take(FaultTarget::LongPoll, true), None);
-        assert_eq!(plan.take(FaultTarget::Sse, true), Some(Fault::SwallowUpgrade));
-        assert_eq!(plan.take(FaultTarget::Sse, true), Some(Fault::SwallowUpgrade));
+        assert_eq!(
+            plan.take(FaultTarget::Sse, true),
+            Some(Fault::SwallowUpgrade)
+        );
+        assert_eq!(
+            plan.take(FaultTarget::Sse, true),
+            Some(Fault::SwallowUpgrade)
+        );
         assert_eq!(plan.take(FaultTarget::Sse, true), None);
         for _ in 0..3 {
-            assert_eq!(plan.take(FaultTarget::WebSocket, true), Some(Fault::RefuseUpgrade { status: 403 }));
+            assert_eq!(
+                plan.take(FaultTarget::WebSocket, true),
+                Some(Fault::RefuseUpgrade { status: 403 })
+            );
         }
         assert!(!plan.take_tcp());
     }

@@ -1,1 +1,181 @@
-//! tether-server: the reference server.
+//! tether-server: the reference server half of the Tether contract (SPEC.md), with fault injection and an observation log.
+//!
+//! Endpoints under a base path (default `/tether`, WIRE-2): `GET /ws`, `GET /sse`,
+//! `GET /poll`, `POST /send`, `GET /ready`. Embed it with [`Server::start`] (listen on
+//! `127.0.0.1:0`, read [`Server::addr`]), mount [`router`] in an app, or run the
+//! `tether-server` binary. Channel state lives behind [`ChannelStore`] ([`MemoryStore`] by
+//! default). Faults ([`Fault`], [`FaultRule`]) are scriptable at runtime, and every
+//! connection, request and frame lands in the [`ObservationLog`].
+
+#![warn(missing_docs)]
+
+pub mod admission;
+pub mod auth;
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod faults;
+mod http;
+mod listener;
+pub mod log;
+mod malformed;
+mod poll;
+mod ready;
+mod send;
+mod session;
+pub mod sse;
+pub mod state;
+pub mod store;
+mod ws;
+
+pub use config::ServerConfig;
+pub use cursor::Cursor;
+pub use error::{ServerError, StoreError};
+pub use faults::{Fault, FaultPlan, FaultRule, FaultTarget, MalformedKind};
+pub use http::{TETHER_ERROR, TETHER_RETRY_AFTER_MS};
+pub use log::{LogEntry, LogKind, ObservationLog};
+pub use state::{ConnInfo, ServerState};
+pub use store::{ChannelStore, MemoryStore, MemoryStoreConfig, Published, ReadOutcome, StoredMsg};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// The endpoints of `state` under its base path and its alternate base path, as a `Router`
+/// an application can merge or serve. Served by another server than [`Server`], the
+/// TCP-level faults (`refuse_tcp`, `stop_listening`, cuts) have no listener to act on.
+pub fn router(state: ServerState) -> Router {
+    let base = state.config().base_path.clone();
+    let alt = state.config().alt_base_path.clone();
+    Router::new()
+        .merge(routes(&base, false))
+        .merge(routes(&alt, true))
+        .method_not_allowed_fallback(|| async {
+            http::tether_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "bad_request",
+                None,
+                "method not allowed",
+            )
+        })
+        .fallback(|| async {
+            http::tether_error(StatusCode::NOT_FOUND, "not_found", None, "no such endpoint")
+        })
+        .with_state(state)
+}
+
+fn routes(base: &str, alt: bool) -> Router<ServerState> {
+    Router::new()
+        .route(
+            &format!("{base}/ws"),
+            get(move |State(st): State<ServerState>, req: Request| ws::handler(st, alt, req)),
+        )
+        .route(
+            &format!("{base}/sse"),
+            get(move |State(st): State<ServerState>, req: Request| sse::handler(st, alt, req)),
+        )
+        .route(
+            &format!("{base}/poll"),
+            get(move |State(st): State<ServerState>, req: Request| poll::handler(st, alt, req)),
+        )
+        .route(
+            &format!("{base}/send"),
+            post(move |State(st): State<ServerState>, req: Request| send::handler(st, alt, req)),
+        )
+        .route(
+            &format!("{base}/ready"),
+            get(|State(st): State<ServerState>| ready::handler(st)),
+        )
+}
+
+/// A running server: its own listener and accept loop. Derefs to its [`ServerState`] (publish,
+/// drain, faults, restart, tokens, log). Dropping it stops it (without waiting).
+pub struct Server {
+    state: ServerState,
+    addr: SocketAddr,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Bind `config.listen` and serve with the default [`MemoryStore`].
+    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        Server::start_with_state(ServerState::new(config)?).await
+    }
+
+    /// Bind and serve an existing state (for example one built with [`ServerState::with_store`]).
+    pub async fn start_with_state(state: ServerState) -> Result<Server, ServerError> {
+        let want = state.config().listen;
+        let listener =
+            listener::bind(want).map_err(|source| ServerError::Bind { addr: want, source })?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(listener::accept_loop(
+            state.shared.clone(),
+            router(state.clone()),
+            listener,
+            addr,
+        ));
+        state
+            .shared
+            .record(LogEntry::new(LogKind::Listener).detail(format!("listening on {addr}")));
+        Ok(Server {
+            state,
+            addr,
+            task: Some(task),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint URL, e.g. `http://127.0.0.1:PORT/tether`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.state.config().base_path)
+    }
+
+    /// The WebSocket URL, e.g. `ws://127.0.0.1:PORT/tether/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}/ws", self.addr, self.state.config().base_path)
+    }
+
+    /// The state handle (also reachable through `Deref`).
+    pub fn state(&self) -> &ServerState {
+        &self.state
+    }
+
+    /// Stop accepting, drop every connection, and wait for the accept loop to end.
+    pub async fn shutdown(mut self) {
+        self.signal_stop();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    fn signal_stop(&self) {
+        self.state.shared.shutdown.send_replace(true);
+        self.state.shared.kill.send_modify(|g| *g += 1);
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServerState;
+    fn deref(&self) -> &ServerState {
+        &self.state
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.signal_stop();
+        }
+    }
+}
+
+/// A store shared by handlers (what [`ServerState::with_store`] takes).
+pub type SharedStore = Arc<dyn ChannelStore>;

@@ -69,7 +69,18 @@ pub struct LogEntry {
 impl LogEntry {
     /// A blank entry of `kind` (index and time are set when it is recorded).
     pub fn new(kind: LogKind) -> LogEntry {
-        LogEntry { index: 0, at_us: 0, kind, transport: None, conn: None, query: None, cursor: None, frame_type: None, status: None, detail: None }
+        LogEntry {
+            index: 0,
+            at_us: 0,
+            kind,
+            transport: None,
+            conn: None,
+            query: None,
+            cursor: None,
+            frame_type: None,
+            status: None,
+            detail: None,
+        }
     }
     /// Set the transport.
     pub fn transport(mut self, t: &str) -> Self {
@@ -127,7 +138,10 @@ impl ObservationLog {
         ObservationLog {
             start: Instant::now(),
             capacity: capacity.max(1),
-            ring: Mutex::new(Ring { entries: VecDeque::new(), next: 0 }),
+            ring: Mutex::new(Ring {
+                entries: VecDeque::new(),
+                next: 0,
+            }),
             evicted: AtomicU64::new(0),
         }
     }
@@ -175,7 +189,9 @@ impl ObservationLog {
         self.lock()
             .entries
             .iter()
-            .filter(|e| e.kind == kind && transport.is_none_or(|t| e.transport.as_deref() == Some(t)))
+            .filter(|e| {
+                e.kind == kind && transport.is_none_or(|t| e.transport.as_deref() == Some(t))
+            })
             .cloned()
             .collect()
     }
@@ -183,7 +199,10 @@ impl ObservationLog {
     /// Arrival times (µs) of connection attempts, optionally of one transport: what a test
     /// compares with the delays the client declared.
     pub fn handshake_times_us(&self, transport: Option<&str>) -> Vec<u64> {
-        self.entries(LogKind::Handshake, transport).into_iter().map(|e| e.at_us).collect()
+        self.entries(LogKind::Handshake, transport)
+            .into_iter()
+            .map(|e| e.at_us)
+            .collect()
     }
 
     /// Frame types sent to connection `conn`, in order.
@@ -199,7 +218,10 @@ impl ObservationLog {
     /// True when the timestamps of the held entries never decrease.
     pub fn is_monotonic(&self) -> bool {
         let ring = self.lock();
-        ring.entries.iter().zip(ring.entries.iter().skip(1)).all(|(a, b)| a.at_us <= b.at_us && a.index < b.index)
+        ring.entries
+            .iter()
+            .zip(ring.entries.iter().skip(1))
+            .all(|(a, b)| a.at_us <= b.at_us && a.index < b.index)
     }
 }
 
@@ -230,6 +252,9 @@ mod tests {
         assert_eq!(snap[0].index, 2);
         assert!(log.is_monotonic());
         assert_eq!(log.evicted(), 2);
-        assert_eq!(redact_query("v=1&access_token=s3cret&channels=a"), "v=1&access_token=***&channels=a");
+        assert_eq!(
+            redact_query("v=1&access_token=s3cret&channels=a"),
+            "v=1&access_token=***&channels=a"
+        );
     }
 }

@@ -106,7 +106,10 @@ impl Shared {
     }
 
     pub fn policy(&self) -> Option<PolicyWire> {
-        self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn record(&self, e: LogEntry) {
@@ -143,19 +146,46 @@ impl Shared {
     }
 
     /// Register a live connection; the returned guard unregisters it when dropped.
-    pub fn register(self: &Arc<Self>, id: u64, transport: &'static str, token: Option<String>) -> (ConnGuard, mpsc::Receiver<Control>) {
+    pub fn register(
+        self: &Arc<Self>,
+        id: u64,
+        transport: &'static str,
+        token: Option<String>,
+    ) -> (ConnGuard, mpsc::Receiver<Control>) {
         let (tx, rx) = mpsc::channel(8);
         let opened_us = self.log.now_us();
-        lock(&self.conns).insert(id, ConnEntry { transport, token, opened_us, ctrl: tx });
-        (ConnGuard { shared: self.clone(), id }, rx)
+        lock(&self.conns).insert(
+            id,
+            ConnEntry {
+                transport,
+                token,
+                opened_us,
+                ctrl: tx,
+            },
+        );
+        (
+            ConnGuard {
+                shared: self.clone(),
+                id,
+            },
+            rx,
+        )
     }
 
     /// Append with dedupe, then wake subscribers (OUTBOX-5).
-    pub async fn publish_once(&self, id: &str, channel: &str, data: Value) -> Result<Published, StoreError> {
+    pub async fn publish_once(
+        &self,
+        id: &str,
+        channel: &str,
+        data: Value,
+    ) -> Result<Published, StoreError> {
         let store = self.store();
         let p = store.publish_once(id, channel, data).await?;
         if !p.duplicate {
-            let _ = self.notify.send(Notice { channel: Arc::from(p.channel.as_str()), seq: p.seq });
+            let _ = self.notify.send(Notice {
+                channel: Arc::from(p.channel.as_str()),
+                seq: p.seq,
+            });
         }
         Ok(p)
     }
@@ -199,7 +229,10 @@ impl ServerState {
     }
 
     /// State over another [`ChannelStore`] (for example one shared by several instances).
-    pub fn with_store(config: ServerConfig, store: Arc<dyn ChannelStore>) -> Result<ServerState, ServerError> {
+    pub fn with_store(
+        config: ServerConfig,
+        store: Arc<dyn ChannelStore>,
+    ) -> Result<ServerState, ServerError> {
         config.validate()?;
         let admission = config.admission_per_sec.map(|rate| {
             let burst = config.admission_burst.unwrap_or(rate.max(1.0));
@@ -211,7 +244,10 @@ impl ServerState {
             expired: Default::default(),
             forbidden: config.forbidden_tokens.iter().cloned().collect(),
         };
-        let server_id = config.server_id.clone().unwrap_or_else(|| format!("tether-{:08x}", random_u64() as u32));
+        let server_id = config
+            .server_id
+            .clone()
+            .unwrap_or_else(|| format!("tether-{:08x}", random_u64() as u32));
         let (notify, _) = broadcast::channel(4096);
         let shared = Shared {
             server_id,
@@ -232,7 +268,9 @@ impl ServerState {
             lp_followups: Mutex::new(VecDeque::new()),
             cfg: config,
         };
-        Ok(ServerState { shared: Arc::new(shared) })
+        Ok(ServerState {
+            shared: Arc::new(shared),
+        })
     }
 
     /// The configuration the server runs with.
@@ -263,30 +301,48 @@ impl ServerState {
     /// Publish from the server side (no dedupe); returns the message's seq.
     pub async fn publish(&self, channel: &str, data: Value) -> Result<u64, ServerError> {
         let seq = self.shared.store().append(channel, data).await?;
-        self.shared.record(LogEntry::new(LogKind::Action).detail(format!("publish {channel}#{seq}")));
-        let _ = self.shared.notify.send(Notice { channel: Arc::from(channel), seq });
+        self.shared
+            .record(LogEntry::new(LogKind::Action).detail(format!("publish {channel}#{seq}")));
+        let _ = self.shared.notify.send(Notice {
+            channel: Arc::from(channel),
+            seq,
+        });
         Ok(seq)
     }
 
     /// Change the policy announced in later hellos.
     pub fn set_policy(&self, policy: Option<PolicyWire>) {
-        *self.shared.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
+        *self
+            .shared
+            .policy
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = policy;
     }
 
     /// Drain (DRAIN-1/3): send `drain{from_ms,to_ms}` to every live connection and close it,
     /// and refuse new handshakes with 503 until [`undrain`](Self::undrain). Returns how many
     /// connections were told.
     pub fn drain(&self, from_ms: u64, to_ms: u64) -> usize {
-        *lock(&self.shared.drain) = Some(DrainState { from_ms, to_ms, since: Instant::now() });
-        let n = self.shared.broadcast_ctrl(|_| true, Control::Drain { from_ms, to_ms });
-        self.shared.record(LogEntry::new(LogKind::Action).detail(format!("drain {from_ms}..{to_ms} to {n} connections")));
+        *lock(&self.shared.drain) = Some(DrainState {
+            from_ms,
+            to_ms,
+            since: Instant::now(),
+        });
+        let n = self
+            .shared
+            .broadcast_ctrl(|_| true, Control::Drain { from_ms, to_ms });
+        self.shared.record(
+            LogEntry::new(LogKind::Action)
+                .detail(format!("drain {from_ms}..{to_ms} to {n} connections")),
+        );
         n
     }
 
     /// Accept handshakes again after a drain.
     pub fn undrain(&self) {
         *lock(&self.shared.drain) = None;
-        self.shared.record(LogEntry::new(LogKind::Action).detail("undrain"));
+        self.shared
+            .record(LogEntry::new(LogKind::Action).detail("undrain"));
     }
 
     /// True while draining.
@@ -301,7 +357,13 @@ impl ServerState {
 
     /// Close every live connection with a WebSocket close code (SSE and polls: end the response).
     pub fn close_all(&self, code: u16, reason: &str) -> usize {
-        self.shared.broadcast_ctrl(|_| true, Control::Close { code, reason: reason.to_owned() })
+        self.shared.broadcast_ctrl(
+            |_| true,
+            Control::Close {
+                code,
+                reason: reason.to_owned(),
+            },
+        )
     }
 
     /// Simulated restart: drop every connection at once (no close frame); with `lose_state`
@@ -313,7 +375,9 @@ impl ServerState {
         }
         lock(&self.shared.lp_followups).clear();
         self.shared.kill.send_modify(|g| *g += 1);
-        self.shared.record(LogEntry::new(LogKind::Action).detail(format!("restart lose_state={lose_state}")));
+        self.shared.record(
+            LogEntry::new(LogKind::Action).detail(format!("restart lose_state={lose_state}")),
+        );
     }
 
     /// Close the listening socket: new TCP connections are refused by the OS (only with
@@ -342,8 +406,12 @@ impl ServerState {
             a.valid.remove(token);
             a.expired.insert(token.to_owned());
         }
-        let n = self.shared.broadcast_ctrl(|c| c.token.as_deref() == Some(token), Control::AuthExpired);
-        self.shared.record(LogEntry::new(LogKind::Action).detail(format!("expire_token *** ({n} connections)")));
+        let n = self
+            .shared
+            .broadcast_ctrl(|c| c.token.as_deref() == Some(token), Control::AuthExpired);
+        self.shared.record(
+            LogEntry::new(LogKind::Action).detail(format!("expire_token *** ({n} connections)")),
+        );
         n
     }
 
@@ -356,7 +424,11 @@ impl ServerState {
     pub fn connections(&self) -> Vec<ConnInfo> {
         let mut v: Vec<ConnInfo> = lock(&self.shared.conns)
             .iter()
-            .map(|(id, c)| ConnInfo { id: *id, transport: c.transport, opened_us: c.opened_us })
+            .map(|(id, c)| ConnInfo {
+                id: *id,
+                transport: c.transport,
+                opened_us: c.opened_us,
+            })
             .collect();
         v.sort_by_key(|c| c.id);
         v
@@ -373,9 +445,11 @@ impl ServerState {
 
     /// Add one rule to the plan, or carry it out at once if it is an action.
     pub fn apply_fault(&self, rule: FaultRule) {
-        self.shared.record(
-            LogEntry::new(LogKind::Fault).detail(format!("plan {}", serde_json::to_string(&rule).unwrap_or_default())),
-        );
+        self.shared
+            .record(LogEntry::new(LogKind::Fault).detail(format!(
+                "plan {}",
+                serde_json::to_string(&rule).unwrap_or_default()
+            )));
         match rule.fault {
             Fault::StopListening { for_ms } => {
                 self.stop_listening();
@@ -388,7 +462,10 @@ impl ServerState {
                 }
             }
             Fault::ResumeListening => self.resume_listening(),
-            Fault::Restart { lose_state, down_ms } => {
+            Fault::Restart {
+                lose_state,
+                down_ms,
+            } => {
                 if down_ms > 0 {
                     self.stop_listening();
                 }

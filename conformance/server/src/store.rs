@@ -51,18 +51,32 @@ pub trait ChannelStore: Send + Sync + 'static {
     fn epoch(&self) -> u64;
 
     /// Append a message; returns its sequence number.
-    fn append<'a>(&'a self, channel: &'a str, data: Value) -> BoxFuture<'a, Result<u64, StoreError>>;
+    fn append<'a>(
+        &'a self,
+        channel: &'a str,
+        data: Value,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 
     /// The last sequence number of `channel` (0 when it has no message yet).
     fn head<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
 
     /// Up to `max` messages with `seq > after`, oldest first, or `Gone` when the ring no longer
     /// covers `after + 1` (or `after` is beyond the head).
-    fn read_after<'a>(&'a self, channel: &'a str, after: u64, max: usize) -> BoxFuture<'a, Result<ReadOutcome, StoreError>>;
+    fn read_after<'a>(
+        &'a self,
+        channel: &'a str,
+        after: u64,
+        max: usize,
+    ) -> BoxFuture<'a, Result<ReadOutcome, StoreError>>;
 
     /// Check-and-insert the publish `id`, then append: a repeated id appends nothing and answers
     /// the original channel and seq (OUTBOX-5). Atomic with respect to concurrent calls.
-    fn publish_once<'a>(&'a self, id: &'a str, channel: &'a str, data: Value) -> BoxFuture<'a, Result<Published, StoreError>>;
+    fn publish_once<'a>(
+        &'a self,
+        id: &'a str,
+        channel: &'a str,
+        data: Value,
+    ) -> BoxFuture<'a, Result<Published, StoreError>>;
 }
 
 /// Limits of a [`MemoryStore`].
@@ -133,7 +147,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl MemoryStore {
     /// A new empty store with a fresh random epoch.
     pub fn new(config: MemoryStoreConfig) -> MemoryStore {
-        MemoryStore { epoch: random_u64(), config, inner: Mutex::new(Inner::default()) }
+        MemoryStore {
+            epoch: random_u64(),
+            config,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// The limits this store runs with.
@@ -141,16 +159,25 @@ impl MemoryStore {
         &self.config
     }
 
-    fn append_locked(&self, inner: &mut Inner, channel: &str, data: Value) -> Result<u64, StoreError> {
+    fn append_locked(
+        &self,
+        inner: &mut Inner,
+        channel: &str,
+        data: Value,
+    ) -> Result<u64, StoreError> {
         if !valid_channel(channel) {
             return Err(StoreError::InvalidChannel(channel.to_owned()));
         }
-        if !inner.channels.contains_key(channel) && inner.channels.len() >= self.config.max_channels {
+        if !inner.channels.contains_key(channel) && inner.channels.len() >= self.config.max_channels
+        {
             return Err(StoreError::ChannelLimit(self.config.max_channels));
         }
         let ring = inner.channels.entry(channel.to_owned()).or_default();
         ring.head += 1;
-        ring.msgs.push_back(StoredMsg { seq: ring.head, data: Arc::new(data) });
+        ring.msgs.push_back(StoredMsg {
+            seq: ring.head,
+            data: Arc::new(data),
+        });
         while ring.msgs.len() > self.config.ring_capacity.max(1) {
             ring.msgs.pop_front();
         }
@@ -173,7 +200,11 @@ impl MemoryStore {
     fn sync_read(&self, channel: &str, after: u64, max: usize) -> ReadOutcome {
         let inner = lock(&self.inner);
         let Some(ring) = inner.channels.get(channel) else {
-            return if after == 0 { ReadOutcome::Msgs(Vec::new()) } else { ReadOutcome::Gone { head: 0 } };
+            return if after == 0 {
+                ReadOutcome::Msgs(Vec::new())
+            } else {
+                ReadOutcome::Gone { head: 0 }
+            };
         };
         if after > ring.head {
             return ReadOutcome::Gone { head: ring.head };
@@ -201,7 +232,11 @@ impl ChannelStore for MemoryStore {
         self.epoch
     }
 
-    fn append<'a>(&'a self, channel: &'a str, data: Value) -> BoxFuture<'a, Result<u64, StoreError>> {
+    fn append<'a>(
+        &'a self,
+        channel: &'a str,
+        data: Value,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let r = {
             let mut inner = lock(&self.inner);
             self.append_locked(&mut inner, channel, data)
@@ -210,28 +245,56 @@ impl ChannelStore for MemoryStore {
     }
 
     fn head<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let head = lock(&self.inner).channels.get(channel).map(|r| r.head).unwrap_or(0);
+        let head = lock(&self.inner)
+            .channels
+            .get(channel)
+            .map(|r| r.head)
+            .unwrap_or(0);
         Box::pin(async move { Ok(head) })
     }
 
-    fn read_after<'a>(&'a self, channel: &'a str, after: u64, max: usize) -> BoxFuture<'a, Result<ReadOutcome, StoreError>> {
+    fn read_after<'a>(
+        &'a self,
+        channel: &'a str,
+        after: u64,
+        max: usize,
+    ) -> BoxFuture<'a, Result<ReadOutcome, StoreError>> {
         let r = self.sync_read(channel, after, max);
         Box::pin(async move { Ok(r) })
     }
 
-    fn publish_once<'a>(&'a self, id: &'a str, channel: &'a str, data: Value) -> BoxFuture<'a, Result<Published, StoreError>> {
+    fn publish_once<'a>(
+        &'a self,
+        id: &'a str,
+        channel: &'a str,
+        data: Value,
+    ) -> BoxFuture<'a, Result<Published, StoreError>> {
         let r = {
             let now = Instant::now();
             let mut inner = lock(&self.inner);
             self.prune_seen(&mut inner, now);
             if let Some(seen) = inner.seen.get(id) {
-                Ok(Published { channel: seen.channel.clone(), seq: seen.seq, duplicate: true })
+                Ok(Published {
+                    channel: seen.channel.clone(),
+                    seq: seen.seq,
+                    duplicate: true,
+                })
             } else {
                 match self.append_locked(&mut inner, channel, data) {
                     Ok(seq) => {
-                        inner.seen.insert(id.to_owned(), Seen { channel: channel.to_owned(), seq });
+                        inner.seen.insert(
+                            id.to_owned(),
+                            Seen {
+                                channel: channel.to_owned(),
+                                seq,
+                            },
+                        );
                         inner.seen_order.push_back((now, id.to_owned()));
-                        Ok(Published { channel: channel.to_owned(), seq, duplicate: false })
+                        Ok(Published {
+                            channel: channel.to_owned(),
+                            seq,
+                            duplicate: false,
+                        })
                     }
                     Err(e) => Err(e),
                 }
@@ -252,18 +315,38 @@ mod tests {
 
     #[test]
     fn ring_is_bounded_and_reads_report_gone() {
-        let s = MemoryStore::new(MemoryStoreConfig { ring_capacity: 3, ..Default::default() });
+        let s = MemoryStore::new(MemoryStoreConfig {
+            ring_capacity: 3,
+            ..Default::default()
+        });
         for i in 0..5 {
             assert_eq!(block(s.append("a", json!(i))), Ok(i + 1));
         }
         assert_eq!(block(s.head("a")), Ok(5));
-        assert_eq!(block(s.read_after("a", 1, 10)), Ok(ReadOutcome::Gone { head: 5 }));
-        let ReadOutcome::Msgs(m) = block(s.read_after("a", 2, 10)).expect("read") else { panic!("gone") };
+        assert_eq!(
+            block(s.read_after("a", 1, 10)),
+            Ok(ReadOutcome::Gone { head: 5 })
+        );
+        let ReadOutcome::Msgs(m) = block(s.read_after("a", 2, 10)).expect("read") else {
+            panic!("gone")
+        };
         assert_eq!(m.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
-        assert_eq!(block(s.read_after("a", 5, 10)), Ok(ReadOutcome::Msgs(vec![])));
-        assert_eq!(block(s.read_after("a", 9, 10)), Ok(ReadOutcome::Gone { head: 5 }));
-        assert_eq!(block(s.read_after("new", 0, 10)), Ok(ReadOutcome::Msgs(vec![])));
-        assert_eq!(block(s.read_after("new", 3, 10)), Ok(ReadOutcome::Gone { head: 0 }));
+        assert_eq!(
+            block(s.read_after("a", 5, 10)),
+            Ok(ReadOutcome::Msgs(vec![]))
+        );
+        assert_eq!(
+            block(s.read_after("a", 9, 10)),
+            Ok(ReadOutcome::Gone { head: 5 })
+        );
+        assert_eq!(
+            block(s.read_after("new", 0, 10)),
+            Ok(ReadOutcome::Msgs(vec![]))
+        );
+        assert_eq!(
+            block(s.read_after("new", 3, 10)),
+            Ok(ReadOutcome::Gone { head: 0 })
+        );
     }
 
     #[test]
@@ -278,10 +361,20 @@ mod tests {
 
     #[test]
     fn limits_are_enforced() {
-        let s = MemoryStore::new(MemoryStoreConfig { max_channels: 1, dedupe_capacity: 2, ..Default::default() });
+        let s = MemoryStore::new(MemoryStoreConfig {
+            max_channels: 1,
+            dedupe_capacity: 2,
+            ..Default::default()
+        });
         assert!(block(s.append("a", json!(1))).is_ok());
-        assert_eq!(block(s.append("b", json!(1))), Err(StoreError::ChannelLimit(1)));
-        assert!(matches!(block(s.append("bad name", json!(1))), Err(StoreError::InvalidChannel(_))));
+        assert_eq!(
+            block(s.append("b", json!(1))),
+            Err(StoreError::ChannelLimit(1))
+        );
+        assert!(matches!(
+            block(s.append("bad name", json!(1))),
+            Err(StoreError::InvalidChannel(_))
+        ));
         for id in ["x", "y", "z"] {
             assert!(block(s.publish_once(id, "a", json!(1))).is_ok());
         }

@@ -164,6 +164,8 @@ pub struct Engine {
     upgrade_at: Option<Instant>,
     probe_at: Option<Instant>,
     probe_outstanding: Option<u64>,
+    /// When the last readiness probe was sent (READY-4: at most one per interval).
+    probe_sent: Option<Instant>,
     offline: bool,
     cursor: Option<String>,
     channels: BTreeMap<String, ChannelOrder>,
@@ -242,6 +244,7 @@ impl Engine {
             upgrade_at: None,
             probe_at: None,
             probe_outstanding: None,
+            probe_sent: None,
             offline: false,
             cursor: None,
             channels: BTreeMap::new(),
@@ -325,8 +328,11 @@ impl Engine {
         consider(self.upgrade_at);
         consider(self.probe_at);
         consider(self.resend_at);
-        for ch in self.channels.values() {
-            consider(ch.gap_deadline());
+        if self.is_running() {
+            // CONN-3: no timer survives `close` (nor `Failed`).
+            for ch in self.channels.values() {
+                consider(ch.gap_deadline());
+            }
         }
         if !self.outbox.is_empty() && self.is_running() {
             consider(
@@ -608,6 +614,7 @@ impl Engine {
             if now >= at {
                 self.wait = Wait::None;
                 self.probe_at = None;
+                self.probe_outstanding = None;
                 self.begin_attempt(now, cause);
             }
         }
@@ -622,10 +629,12 @@ impl Engine {
             }
         }
         if let Some(at) = self.probe_at {
-            if now >= at && self.probe_outstanding.is_none() {
+            if now >= at {
+                // A newer probe supersedes one still unanswered (its answer is then ignored).
                 self.probe_at = None;
                 let probe = self.next_request();
                 self.probe_outstanding = Some(probe);
+                self.probe_sent = Some(now);
                 self.actions.push_back(Action::ProbeReady { probe });
             }
         }
@@ -635,8 +644,9 @@ impl Engine {
                 self.flush_outbox();
             }
         }
+        self.check_conn_deadlines(now);
         if let Some(at) = self.upgrade_at {
-            if now >= at && self.candidate.is_none() {
+            if now >= at {
                 self.upgrade_at = None;
                 let top = self.ladder.top();
                 if self
@@ -644,12 +654,17 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|c| c.phase == Phase::Up && c.transport != top)
                 {
-                    self.open_candidate(now, top, Switch::Upgrade);
+                    match self.candidate.as_ref().map(|c| self.conn_deadline(c)) {
+                        // Another switch is under way: try again once it is settled.
+                        Some(busy_until) => self.upgrade_at = Some(busy_until.max(now)),
+                        None => self.open_candidate(now, top, Switch::Upgrade),
+                    }
                 }
             }
         }
-        self.check_conn_deadlines(now);
-        self.check_gaps(now);
+        if self.is_running() {
+            self.check_gaps(now);
+        }
         if self.is_running() {
             let wall = self.wall(now);
             for d in self.outbox.expire(wall, &self.policy) {
@@ -663,15 +678,18 @@ impl Engine {
 
     /// Something happened on connection `conn` (CONN-4: stale connections are ignored).
     pub fn handle_transport_event(&mut self, now: Instant, conn: ConnId, event: TransportEvent) {
-        let role = if self.primary.as_ref().is_some_and(|c| c.id == conn) {
-            Role::Primary
-        } else if self.candidate.as_ref().is_some_and(|c| c.id == conn) {
-            Role::Candidate
-        } else {
+        let Some(role) = self.role_of(conn) else {
             return;
         };
-        if let Some(c) = self.conn_mut(role) {
-            c.last_rx = now;
+        // HEARTBEAT-2: only what arrives on the connection itself counts as liveness;
+        // a POST answer or a failed POST says nothing about the stream.
+        if !matches!(
+            event,
+            TransportEvent::SendReply(_) | TransportEvent::SendFailed(_)
+        ) {
+            if let Some(c) = self.conn_mut(role) {
+                c.last_rx = now;
+            }
         }
         match event {
             TransportEvent::Opened => {
@@ -687,27 +705,27 @@ impl Engine {
                 let decoded = ServerFrame::decode_bytes(&bytes, self.config.max_frame_bytes);
                 self.on_decoded(now, role, decoded, None);
             }
-            TransportEvent::SseBytes(bytes) => self.on_sse_bytes(now, role, &bytes),
+            TransportEvent::SseBytes(bytes) => self.on_sse_bytes(now, conn, &bytes),
             TransportEvent::PollBody(body) => {
-                self.on_batch(now, role, &body);
-                let still = self
-                    .conn_ref(role)
-                    .filter(|c| c.id == conn && c.phase == Phase::Up)
-                    .map(|c| c.id);
-                if let Some(id) = still {
+                self.on_batch(now, conn, &body);
+                // The connection may have become the primary during the batch (a switch).
+                let Some(role) = self.role_of(conn) else {
+                    return;
+                };
+                if self.conn_ref(role).is_some_and(|c| c.phase == Phase::Up) {
                     let channels = self.channels();
                     let cursor = self.cursor.clone();
                     if let Some(c) = self.conn_mut(role) {
                         c.poll_sent = now;
                     }
                     self.actions.push_back(Action::Poll {
-                        conn: id,
+                        conn,
                         cursor,
                         channels,
                     });
                 }
             }
-            TransportEvent::SendReply(body) => self.on_batch(now, role, &body),
+            TransportEvent::SendReply(body) => self.on_batch(now, conn, &body),
             TransportEvent::SendFailed(_) => {
                 self.outbox.unsend(conn);
                 self.resend_at = Some(now + self.policy.floor.max(Duration::from_millis(1)));
@@ -719,13 +737,21 @@ impl Engine {
 
     // ----- frames -----
 
-    fn on_sse_bytes(&mut self, now: Instant, role: Role, bytes: &[u8]) {
+    fn on_sse_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         let mut items = Vec::new();
-        let result = match self.conn_mut(role).and_then(|c| c.sse.as_mut()) {
+        let result = match self
+            .role_of(conn)
+            .and_then(|role| self.conn_mut(role))
+            .and_then(|c| c.sse.as_mut())
+        {
             Some(parser) => parser.feed(bytes, &mut items),
             None => return,
         };
         for item in items {
+            // A hello on a candidate moves it to the primary slot: look it up per item.
+            let Some(role) = self.role_of(conn) else {
+                return;
+            };
             match item {
                 SseItem::Event(ev) => {
                     let id = if ev.id_set && !ev.last_event_id.is_empty() {
@@ -737,17 +763,19 @@ impl Engine {
                     self.on_decoded(now, role, decoded, id);
                 }
                 SseItem::Retry(ms) => {
-                    let r = Duration::from_millis(ms).clamp(self.policy.floor, self.policy.cap);
+                    let r = Duration::from_millis(ms)
+                        .min(self.policy.cap)
+                        .max(self.policy.floor);
                     if let Some(c) = self.conn_mut(role) {
                         c.sse_retry = Some(r);
                     }
                 }
                 SseItem::Comment => {}
             }
-            if self.conn_ref(role).is_none() {
-                return;
-            }
         }
+        let Some(role) = self.role_of(conn) else {
+            return;
+        };
         if let Err(e) = result {
             let code = ErrorCode::parse(e.code()).unwrap_or(ErrorCode::FrameTooLarge);
             self.events.push_back(Event::Error {
@@ -758,18 +786,23 @@ impl Engine {
         }
     }
 
-    fn on_batch(&mut self, now: Instant, role: Role, body: &[u8]) {
+    fn on_batch(&mut self, now: Instant, conn: ConnId, body: &[u8]) {
         let limit = self.config.max_frame_bytes.saturating_mul(16);
         match ServerFrame::decode_batch(body, limit) {
             Ok(frames) => {
                 for f in frames {
-                    if self.conn_ref(role).is_none() {
+                    // A hello on a candidate moves it to the primary slot: look it up per frame.
+                    let Some(role) = self.role_of(conn) else {
                         return;
-                    }
+                    };
                     self.on_decoded(now, role, f, None);
                 }
             }
-            Err(e) => self.on_decoded(now, role, Err(e), None),
+            Err(e) => {
+                if let Some(role) = self.role_of(conn) {
+                    self.on_decoded(now, role, Err(e), None);
+                }
+            }
         }
     }
 
@@ -921,14 +954,22 @@ impl Engine {
                 code,
                 message,
                 id: Some(id),
-                ..
+                terminal,
             } => {
+                // OUTBOX-7: the publish is rejected for good; its code (even `forbidden`)
+                // concerns that publish only, unless the server marks the error terminal (ERR-3).
                 if self.outbox.remove(&id).is_some() {
                     self.events.push_back(Event::Dropped {
                         id,
                         reason: crate::event::DropReason::Rejected { code: code.clone() },
                     });
                     self.flush_outbox();
+                }
+                if terminal {
+                    let code = ErrorCode::parse(&code)
+                        .filter(|c| is_terminal_code(*c))
+                        .unwrap_or(ErrorCode::ServerError);
+                    return self.fail(code, Cause::Terminal { code });
                 }
                 if let Some(m) = message {
                     self.events.push_back(Event::Error {
@@ -1073,18 +1114,7 @@ impl Engine {
             State::Connected { transport }
         };
         self.set_state(next, cause);
-        if let Some(c) = self
-            .primary
-            .as_ref()
-            .filter(|c| c.transport == TransportKind::LongPoll)
-        {
-            let (conn, cursor, channels) = (c.id, self.cursor.clone(), self.channels());
-            self.actions.push_back(Action::Poll {
-                conn,
-                cursor,
-                channels,
-            });
-        }
+        // Long-poll: the hello came in a poll answer; the PollBody handler issues the next poll.
         self.sync_subscriptions(now);
         self.flush_outbox();
     }
@@ -1323,17 +1353,20 @@ impl Engine {
 
     /// An attempt failed (BACKOFF-1, BACKOFF-6).
     fn attempt_failed(&mut self, now: Instant, cause: Cause, sse_retry: Option<Duration>) {
-        self.failed_attempts = self.failed_attempts.saturating_add(1);
-        let start = *self.streak_start.get_or_insert(now);
-        let exhausted = self
-            .policy
-            .max_attempts
-            .is_some_and(|m| self.failed_attempts >= m)
-            || self.policy.max_elapsed.is_some_and(|m| now - start >= m);
-        if exhausted {
+        if self.count_failure(now) {
             return self.fail(ErrorCode::AttemptsExhausted, Cause::AttemptsExhausted);
         }
         self.schedule_backoff(now, cause, sse_retry);
+    }
+
+    /// Count one failed attempt; true when BACKOFF-6 says to stop.
+    fn count_failure(&mut self, now: Instant) -> bool {
+        self.failed_attempts = self.failed_attempts.saturating_add(1);
+        let start = *self.streak_start.get_or_insert(now);
+        self.policy
+            .max_attempts
+            .is_some_and(|m| self.failed_attempts >= m)
+            || self.policy.max_elapsed.is_some_and(|m| now - start >= m)
     }
 
     fn schedule_backoff(&mut self, now: Instant, cause: Cause, sse_retry: Option<Duration>) {
@@ -1349,9 +1382,10 @@ impl Engine {
         let Some(ra) = hint else {
             return self.attempt_failed(now, Cause::RetryLater, None);
         };
-        self.failed_attempts = self.failed_attempts.saturating_add(1);
-        self.streak_start.get_or_insert(now);
-        let ra = ra.clamp(self.policy.floor, MAX_RETRY_AFTER);
+        if self.count_failure(now) {
+            return self.fail(ErrorCode::AttemptsExhausted, Cause::AttemptsExhausted);
+        }
+        let ra = ra.max(self.policy.floor).min(MAX_RETRY_AFTER);
         let hinted = ra + self.rng.duration_between(Duration::ZERO, ra / 2);
         let drawn = backoff::delay(&self.policy, self.retries, &mut self.rng);
         let d = hinted.max(drawn);
@@ -1391,14 +1425,20 @@ impl Engine {
     }
 
     /// READY-4: probe readiness only in long waits, at most once per probe interval.
+    /// The first probe of a wait comes `U(0.5, 1.0) * interval` after the wait began; later
+    /// ones never sooner than one interval after the previous probe.
     fn plan_probe(&mut self, now: Instant, at: Instant) {
         let interval = self.policy.probe_interval;
-        if at <= now || at - now <= interval * 2 {
+        if at <= now || at - now <= interval.saturating_mul(2) {
             self.probe_at = None;
             return;
         }
         let f = 0.5 + 0.5 * self.rng.next_f64();
-        self.probe_at = Some(now + interval.mul_f64(f));
+        let mut when = now + Duration::from_secs_f64(interval.as_secs_f64() * f);
+        if let Some(prev) = self.probe_sent {
+            when = when.max(prev + interval);
+        }
+        self.probe_at = Some(when);
     }
 
     fn reset_streak(&mut self) {
@@ -1751,6 +1791,17 @@ impl Engine {
             self.now0 + Duration::from_millis(wall_ms - self.wall0_unix_ms)
         } else {
             self.now0 - Duration::from_millis(self.wall0_unix_ms - wall_ms)
+        }
+    }
+
+    /// Which slot holds connection `id` (CONN-4: none means stale).
+    fn role_of(&self, id: ConnId) -> Option<Role> {
+        if self.primary.as_ref().is_some_and(|c| c.id == id) {
+            Some(Role::Primary)
+        } else if self.candidate.as_ref().is_some_and(|c| c.id == id) {
+            Some(Role::Candidate)
+        } else {
+            None
         }
     }
 

@@ -25,7 +25,11 @@ pub enum ServerFrame {
         server_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cursor: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "crate::policy::lenient_policy"
+        )]
         policy: Option<Box<PolicyWire>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         reset: Vec<String>,

@@ -92,7 +92,7 @@ impl ChannelOrder {
                 self.duplicates += 1;
                 Outcome::Duplicate
             }
-            Some(last) if seq == last + 1 => {
+            Some(last) if Some(seq) == last.checked_add(1) => {
                 self.last = Some(seq);
                 let mut out = vec![delivery];
                 out.extend(self.drain_contiguous());
@@ -136,8 +136,8 @@ impl ChannelOrder {
 
     fn drain_contiguous(&mut self) -> Vec<Delivery> {
         let mut out = Vec::new();
-        while let Some(last) = self.last {
-            match self.held.remove(&(last + 1)) {
+        while let Some(next) = self.last.and_then(|l| l.checked_add(1)) {
+            match self.held.remove(&next) {
                 Some(d) => {
                     self.last = Some(d.seq);
                     out.push(d);

@@ -1,7 +1,8 @@
 //! The reconnection policy: defaults, server-announced values clamped to safe bounds, app overrides (SPEC BACKOFF-2, -8, -9).
 
 use core::time::Duration;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 /// What the outbox does when a publish would exceed its count or byte limit (SPEC OUTBOX-6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,36 +68,95 @@ impl Default for Policy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PolicyWire {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub floor_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub base_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub cap_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub multiplier: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub max_attempts: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub max_elapsed_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub heartbeat_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub heartbeat_grace_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub open_timeout_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub poll_hold_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub probe_interval_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub upgrade_after_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub outbox_max_count: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub outbox_max_bytes: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_number"
+    )]
     pub outbox_max_age_ms: Option<f64>,
+}
+
+/// A policy value: a JSON number, anything else reads as absent (BACKOFF-8: absent or
+/// non-numeric values keep the current value; they do not make the hello malformed).
+fn lenient_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(Value::deserialize(d)?.as_f64())
+}
+
+/// A hello `policy` that is not an object reads as absent (BACKOFF-8).
+pub(crate) fn lenient_policy<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Box<PolicyWire>>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(serde_json::from_value::<PolicyWire>(v).ok().map(Box::new))
 }
 
 /// One value the engine replaced with a bound (reported as `policy_clamped`).

@@ -1,0 +1,118 @@
+//! The TCP accept loop of [`Server`](crate::Server): HTTP/1.1 with upgrades, connection-level faults (refuse TCP, stop listening, cut), restart kills.
+
+use crate::http::TcpCut;
+use crate::log::{LogEntry, LogKind};
+use crate::state::{ListenMode, Shared};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tower::ServiceExt;
+
+/// Bind a listener with `SO_REUSEADDR`, so it can be reopened on the same port.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    router: Router,
+    listener: TcpListener,
+    addr: SocketAddr,
+) {
+    let mut listener = Some(listener);
+    let mut listen_rx = shared.listen.subscribe();
+    let mut shutdown_rx = shared.shutdown.subscribe();
+    loop {
+        if *shutdown_rx.borrow() {
+            return;
+        }
+        let mode = *listen_rx.borrow_and_update();
+        match (mode, listener.is_some()) {
+            (ListenMode::Stopped, true) => {
+                listener = None;
+                shared.record(LogEntry::new(LogKind::Listener).detail("closed"));
+            }
+            (ListenMode::Listening, false) => match bind(addr) {
+                Ok(l) => {
+                    listener = Some(l);
+                    shared.record(LogEntry::new(LogKind::Listener).detail("reopened"));
+                }
+                Err(e) => {
+                    shared.record(
+                        LogEntry::new(LogKind::Listener).detail(format!("reopen failed: {e}")),
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        _ = shutdown_rx.changed() => {}
+                    }
+                    continue;
+                }
+            },
+            _ => {}
+        }
+        let Some(l) = &listener else {
+            tokio::select! {
+                _ = listen_rx.changed() => {}
+                _ = shutdown_rx.changed() => {}
+            }
+            continue;
+        };
+        tokio::select! {
+            r = l.accept() => match r {
+                Ok((stream, peer)) => serve(&shared, &router, stream, peer),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            _ = listen_rx.changed() => {}
+            _ = shutdown_rx.changed() => {}
+        }
+    }
+}
+
+fn serve(shared: &Arc<Shared>, router: &Router, stream: TcpStream, peer: SocketAddr) {
+    if shared.faults.take_tcp() {
+        // RST rather than FIN: as close to "connection refused" as an open port gets.
+        let _ = socket_linger_zero(&stream);
+        drop(stream);
+        shared.record(LogEntry::new(LogKind::TcpRefused).detail(peer.to_string()));
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    shared.record(LogEntry::new(LogKind::TcpAccept).detail(peer.to_string()));
+    let cut = TcpCut::default();
+    let svc = router.clone().map_request({
+        let cut = cut.clone();
+        move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(cut.clone());
+            req
+        }
+    });
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let mut kill = shared.kill.subscribe();
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+            .with_upgrades();
+        tokio::select! {
+            _ = conn => {}
+            _ = kill.changed() => {}
+            _ = cut.0.notified() => {}
+        }
+    });
+}
+
+#[allow(deprecated)]
+fn socket_linger_zero(stream: &TcpStream) -> std::io::Result<()> {
+    stream.set_linger(Some(Duration::ZERO))
+}

@@ -1,0 +1,131 @@
+//! `POST /send`: client frames in as a JSON array, acks and errors out (publishes of SSE and long-poll clients), and the shared publish path (OUTBOX-5).
+
+use crate::faults::FaultTarget;
+use crate::http::{
+    bad_params, gate, json_batch, log_out, log_request, refuse, swallow, tether_error, Gate, Params,
+};
+use crate::log::{LogEntry, LogKind};
+use crate::state::Shared;
+use crate::ServerState;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::Value;
+use tether_engine::error::FrameError;
+use tether_engine::frame::{ClientFrame, ServerFrame};
+
+const T: &str = "send";
+/// Longest publish id accepted.
+pub(crate) const MAX_ID_BYTES: usize = 512;
+
+/// Publish with dedupe: `ack{id, channel, seq}` (the original one for a repeated id), or a
+/// non-terminal `error{code, id}`.
+pub(crate) async fn handle_publish(
+    shared: &Shared,
+    id: String,
+    channel: String,
+    data: Value,
+) -> ServerFrame {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return ServerFrame::Error {
+            code: "frame_malformed".into(),
+            message: Some(format!("publish id must be 1..={MAX_ID_BYTES} bytes")),
+            id: None,
+            terminal: false,
+        };
+    }
+    match shared.publish_once(&id, &channel, data).await {
+        Ok(p) => {
+            if p.duplicate {
+                shared.record(LogEntry::new(LogKind::Action).detail(format!(
+                    "duplicate publish id={} acked again",
+                    id.chars().take(64).collect::<String>()
+                )));
+            }
+            ServerFrame::Ack {
+                id,
+                channel: Some(p.channel),
+                seq: Some(p.seq),
+            }
+        }
+        Err(e) => ServerFrame::Error {
+            code: e.code().into(),
+            message: Some(e.to_string()),
+            id: Some(id),
+            terminal: false,
+        },
+    }
+}
+
+/// The POST handler.
+pub(crate) async fn handler(st: ServerState, alt: bool, req: Request) -> Response {
+    let shared = st.shared.clone();
+    let path = req.uri().path().to_owned();
+    let params = match Params::parse(&req, usize::MAX) {
+        Ok(p) => p,
+        Err(b) => {
+            log_request(&shared, T, None, false, path);
+            return bad_params(&shared, T, b);
+        }
+    };
+    log_request(&shared, T, Some(&params), false, path.clone());
+    match gate(&shared, FaultTarget::Send, &params, false, alt, &path) {
+        Gate::Pass(_) => {}
+        Gate::Answer(r) => return r,
+        Gate::Swallow => return swallow(&shared).await,
+    }
+    let limit = shared.cfg.max_frame_bytes.saturating_mul(16);
+    let body = match axum::body::to_bytes(req.into_body(), limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            let resp = tether_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "frame_too_large",
+                None,
+                "body too large or unreadable",
+            );
+            return refuse(&shared, T, None, resp);
+        }
+    };
+    let malformed = |why: String| ServerFrame::Error {
+        code: "frame_malformed".into(),
+        message: Some(why),
+        id: None,
+        terminal: false,
+    };
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(_) => return answer(&shared, vec![malformed("body is not UTF-8".into())]),
+    };
+    let items = match ClientFrame::decode_batch(text, limit) {
+        Ok(items) => items,
+        Err(e) => return answer(&shared, vec![malformed(e.to_string())]),
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Ok(ClientFrame::Publish { id, channel, data }) => {
+                shared.record(LogEntry::new(LogKind::FrameIn).transport(T).frame_type("publish").detail(channel.clone()));
+                out.push(handle_publish(&shared, id, channel, data).await);
+            }
+            Ok(ClientFrame::Ping {}) => out.push(ServerFrame::Pong {}),
+            Ok(ClientFrame::Pong {}) => {}
+            Ok(ClientFrame::Subscribe { .. } | ClientFrame::Unsubscribe { .. }) => out.push(ServerFrame::Error {
+                code: "bad_request".into(),
+                message: Some("SSE and long-poll subscriptions are the `channels` of the stream request; reconnect to change them".into()),
+                id: None,
+                terminal: false,
+            }),
+            Err(FrameError::UnknownType(_)) => {}
+            Err(e) => out.push(malformed(e.to_string())),
+        }
+    }
+    answer(&shared, out)
+}
+
+fn answer(shared: &Shared, frames: Vec<ServerFrame>) -> Response {
+    for f in &frames {
+        log_out(shared, T, None, f);
+    }
+    json_batch(&frames)
+}

@@ -1,0 +1,147 @@
+//! Transports: one task per connection on real sockets, reporting faithfully to the engine.
+//!
+//! Each rung ([`ws`], [`sse`], [`poll`]) turns an engine [`OpenRequest`] into a tokio task
+//! that reports [`TransportEvent`]s tagged with the connection id (CONN-4) and obeys
+//! [`ConnCommand`]s (transmit, poll, close). Transports decide nothing: blocked-rung
+//! detection, timeouts, retries and parsing of frames (and of SSE) are the engine's job, so
+//! every platform behaves the same. Every read is bounded (WS max message size, SSE chunks
+//! streamed to the engine's bounded parser, long-poll and POST bodies capped).
+
+pub(crate) mod http;
+pub(crate) mod poll;
+pub(crate) mod sse;
+pub(crate) mod ws;
+
+use std::sync::Arc;
+use tether_engine::{ConnId, OpenRequest, TransportEvent, TransportKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::Instrument;
+use url::Url;
+
+/// Events of every connection of one client, to its driver. Bounded: a slow driver slows the
+/// socket reads down (back-pressure) instead of buffering without limit.
+pub(crate) type EventTx = mpsc::Sender<(ConnId, TransportEvent)>;
+
+/// Capacity of the transport → driver channel.
+pub(crate) const EVENT_QUEUE: usize = 256;
+
+/// What the driver asks of a live connection.
+#[derive(Debug)]
+pub(crate) enum ConnCommand {
+    /// Send frames: WebSocket text messages, or one POST `/send` with a JSON array.
+    Transmit(Vec<String>),
+    /// Long-poll: issue the next poll.
+    Poll {
+        cursor: Option<String>,
+        channels: Vec<String>,
+    },
+    /// Close (WebSocket close frame with this code) and end the task.
+    Close { code: u16, reason: String },
+}
+
+/// Shared, immutable I/O configuration of one client.
+#[derive(Debug)]
+pub(crate) struct Io {
+    /// The endpoint, e.g. `http://127.0.0.1:8787/tether`.
+    pub endpoint: Url,
+    /// Pooled HTTP client for SSE, long-poll, `/send` and `/ready`.
+    pub http: reqwest::Client,
+    /// TLS for `wss://` (the same roots and provider as `http`).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// tungstenite settings (buffers and limits, see [`ws::config`]).
+    pub ws_config: WebSocketConfig,
+    /// LIMIT-1: largest inbound frame; bodies are capped at 16 times this (LIMIT-2).
+    pub max_frame_bytes: usize,
+    /// Where connection tasks report.
+    pub events: EventTx,
+}
+
+impl Io {
+    /// The largest long-poll or POST answer body read (LIMIT-2).
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_frame_bytes.saturating_mul(16)
+    }
+}
+
+/// Reports events of one connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Emitter {
+    pub conn: ConnId,
+    tx: EventTx,
+}
+
+impl Emitter {
+    /// Send one event; false when the driver is gone (the task should end).
+    pub async fn emit(&self, event: TransportEvent) -> bool {
+        self.tx.send((self.conn, event)).await.is_ok()
+    }
+}
+
+/// The driver's handle on a connection task. Dropping it aborts the task (and its socket).
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    tx: mpsc::UnboundedSender<ConnCommand>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ConnHandle {
+    /// Queue a command (ignored when the task already ended).
+    pub fn send(&self, cmd: ConnCommand) {
+        let _ = self.tx.send(cmd);
+    }
+
+    /// Ask the task to close gracefully and let it finish on its own.
+    pub fn close(mut self, code: u16, reason: String) {
+        let _ = self.tx.send(ConnCommand::Close { code, reason });
+        self.task = None;
+    }
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Spawn the task of connection `req.conn` on its rung.
+pub(crate) fn open(io: &Arc<Io>, req: OpenRequest, span: tracing::Span) -> ConnHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let emitter = Emitter {
+        conn: req.conn,
+        tx: io.events.clone(),
+    };
+    let io = io.clone();
+    let task = match req.transport {
+        TransportKind::WebSocket => tokio::spawn(ws::run(io, req, rx, emitter).instrument(span)),
+        TransportKind::Sse => tokio::spawn(sse::run(io, req, rx, emitter).instrument(span)),
+        TransportKind::LongPoll => tokio::spawn(poll::run(io, req, rx, emitter).instrument(span)),
+    };
+    ConnHandle {
+        tx,
+        task: Some(task),
+    }
+}
+
+/// Waits until the driver asks to close or drops the handle; other commands are ignored
+/// (none are sent before the transport opened). Used to cancel an opening handshake.
+pub(crate) async fn closed(rx: &mut mpsc::UnboundedReceiver<ConnCommand>) {
+    loop {
+        match rx.recv().await {
+            None | Some(ConnCommand::Close { .. }) => return,
+            Some(_) => {}
+        }
+    }
+}
+
+/// Aborts a helper task when its connection task ends.
+pub(crate) struct AbortOnDrop(pub JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

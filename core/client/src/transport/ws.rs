@@ -1,0 +1,215 @@
+//! The WebSocket rung: tokio-tungstenite over TCP or rustls, one text message per frame (WIRE-1).
+//!
+//! Buffers are set deliberately (see [`config`]): tungstenite's defaults (128 KiB read buffer,
+//! 128 KiB write buffer target, 64 MiB messages) cost a lot per idle connection and accept far
+//! larger frames than the contract allows.
+
+use super::http::{bearer, endpoint_url, status_failure};
+use super::{closed, ConnCommand, Emitter, Io};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tether_engine::{OpenRequest, TransportEvent, TransportFailure};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+/// Default read buffer per connection: 8 KiB instead of tungstenite's 128 KiB.
+pub const DEFAULT_READ_BUFFER: usize = 8 * 1024;
+
+/// How long a close frame may take to leave before the socket is dropped anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The tungstenite configuration of every Tether WebSocket.
+///
+/// - `read_buffer_size`: the chunk read from the socket at once; allocated per connection for
+///   its whole life. Tether frames are small and a client holds one connection, so 8 KiB (the
+///   default here, [`ClientBuilder::ws_read_buffer`](crate::ClientBuilder::ws_read_buffer))
+///   keeps idle memory low; tungstenite grows the buffer for larger messages and they
+///   are bounded by `max_message_size`.
+/// - `write_buffer_size` 0: frames are written out as soon as they are queued (the driver
+///   flushes per batch anyway), so no 128 KiB write buffer builds up.
+/// - `max_write_buffer_size`: at most 16 frames of the maximum size may wait behind a slow
+///   socket; beyond that a write fails and the connection is replaced (bounded memory).
+/// - `max_message_size` / `max_frame_size` = the engine's `max_frame_bytes` (LIMIT-1), instead
+///   of 64 MiB / 16 MiB: a bigger message is refused before it is buffered.
+pub fn config(read_buffer: usize, max_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(read_buffer.max(1024))
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_frame_bytes.saturating_mul(16).max(64 * 1024))
+        .max_message_size(Some(max_frame_bytes))
+        .max_frame_size(Some(max_frame_bytes))
+}
+
+/// Bytes standing for a text message tungstenite refused as invalid UTF-8: tungstenite does
+/// not hand the bytes over, so the engine is given an invalid sequence to report
+/// `invalid_utf8` and skip the frame (ERR-1) while the connection continues.
+const INVALID_UTF8_MARK: &[u8] = &[0xff];
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Run connection `req.conn` until it ends or the driver closes it.
+pub(crate) async fn run(
+    io: Arc<Io>,
+    req: OpenRequest,
+    mut rx: mpsc::UnboundedReceiver<ConnCommand>,
+    em: Emitter,
+) {
+    let opened = tokio::select! {
+        r = handshake(&io, &req) => r,
+        () = closed(&mut rx) => return,
+    };
+    let socket = match opened {
+        Ok(s) => s,
+        Err(failure) => {
+            tracing::debug!(?failure, "websocket open failed");
+            em.emit(TransportEvent::Failed(failure)).await;
+            return;
+        }
+    };
+    tracing::debug!("websocket opened");
+    if !em.emit(TransportEvent::Opened).await {
+        return;
+    }
+    pump(socket, rx, em).await;
+}
+
+async fn handshake(io: &Io, req: &OpenRequest) -> Result<Socket, TransportFailure> {
+    let mut url = endpoint_url(&io.endpoint, "ws", &req.channels, req.cursor.as_deref());
+    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    url.set_scheme(scheme)
+        .map_err(|()| TransportFailure::Unreachable("bad endpoint scheme".into()))?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| TransportFailure::Unreachable(e.to_string()))?;
+    if let Some(v) = req.token.as_ref().and_then(bearer) {
+        request.headers_mut().insert("authorization", v);
+    }
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| TransportFailure::Unreachable(format!("connect {host}:{port}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let connector = if scheme == "wss" {
+        Connector::Rustls(io.tls.clone())
+    } else {
+        Connector::Plain
+    };
+    match tokio_tungstenite::client_async_tls_with_config(
+        request,
+        tcp,
+        Some(io.ws_config),
+        Some(connector),
+    )
+    .await
+    {
+        Ok((socket, _response)) => Ok(socket),
+        Err(WsError::Http(resp)) => Err(status_failure(resp.status().as_u16(), resp.headers())),
+        // TLS, a reset or EOF before any HTTP answer: unreachable, not a blocking signal.
+        Err(e) => Err(TransportFailure::Unreachable(e.to_string())),
+    }
+}
+
+async fn pump(socket: Socket, mut rx: mpsc::UnboundedReceiver<ConnCommand>, em: Emitter) {
+    let (mut sink, mut stream) = socket.split();
+    let mut close_seen = false;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let event = match msg {
+                    Some(Ok(Message::Text(t))) => TransportEvent::Text(t.as_str().to_owned()),
+                    Some(Ok(Message::Binary(b))) => TransportEvent::Binary(b.to_vec()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Close(frame))) => {
+                        close_seen = true;
+                        let (code, reason) = match frame {
+                            Some(f) => (Some(u16::from(f.code)), f.reason.as_str().to_owned()),
+                            None => (None, String::new()),
+                        };
+                        tracing::info!(close_code = code, %reason, "websocket closed by server");
+                        tracing::Span::current().record("close_code", code);
+                        // tungstenite answers the close; keep reading until the stream ends.
+                        TransportEvent::Closed { code, reason }
+                    }
+                    Some(Err(WsError::Utf8(_))) => TransportEvent::Binary(INVALID_UTF8_MARK.to_vec()),
+                    Some(Err(e)) => {
+                        if close_seen {
+                            return;
+                        }
+                        let detail = match &e {
+                            WsError::Capacity(c) => {
+                                // LIMIT-1: refused before buffering; tell the server why (1009).
+                                let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close(1009, "message too big"))).await;
+                                format!("frame_too_large: {c}")
+                            }
+                            other => other.to_string(),
+                        };
+                        tracing::info!(error = %detail, "websocket failed");
+                        em.emit(TransportEvent::Failed(TransportFailure::Io(detail))).await;
+                        return;
+                    }
+                    None => {
+                        if !close_seen {
+                            tracing::info!("websocket ended without a close frame");
+                            em.emit(TransportEvent::Failed(TransportFailure::Io(
+                                "connection ended without a close frame".into(),
+                            )))
+                            .await;
+                        }
+                        return;
+                    }
+                };
+                if !em.emit(event).await {
+                    return;
+                }
+            }
+            cmd = rx.recv() => match cmd {
+                Some(ConnCommand::Transmit(frames)) => {
+                    let mut result = Ok(());
+                    for f in frames {
+                        result = sink.feed(Message::text(f)).await;
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    if result.is_ok() {
+                        result = sink.flush().await;
+                    }
+                    if let Err(e) = result {
+                        if !close_seen {
+                            em.emit(TransportEvent::Failed(TransportFailure::Io(e.to_string()))).await;
+                        }
+                        return;
+                    }
+                }
+                Some(ConnCommand::Poll { .. }) => {}
+                Some(ConnCommand::Close { code, reason }) => {
+                    tracing::debug!(close_code = code, %reason, "closing websocket");
+                    tracing::Span::current().record("close_code", code);
+                    let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close(code, &reason))).await;
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    // A close reason is at most 123 bytes (RFC 6455 §5.5).
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason[..end].to_owned().into(),
+    }))
+}
