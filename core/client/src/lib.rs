@@ -1,1 +1,79 @@
-//! tether: the native async client.
+//! tether: the native async client of the Tether reconnection contract (SPEC.md).
+//!
+//! A [`Client`] owns one driver task on the current tokio runtime. The driver feeds the
+//! sans-IO [`tether_engine::Engine`] with transport events, application calls and timer
+//! ticks, and performs what the engine decides: which transport to open, when to retry,
+//! what to resend. The transports (WebSocket via tokio-tungstenite, SSE and long-poll via
+//! reqwest, TLS by rustls) only report what they see.
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//! use tether::{Client, Event, TransportKind};
+//!
+//! # async fn demo() -> Result<(), tether::ClientError> {
+//! let client = Client::builder("http://127.0.0.1:8787/tether")
+//!     .transports(&[TransportKind::WebSocket, TransportKind::Sse, TransportKind::LongPoll])
+//!     .build()?;
+//! let mut events = client.events();
+//! client.subscribe("lobby").await?;
+//! client.connect()?;
+//! let ack = client.publish("lobby", serde_json::json!({"text": "hi"})).await?;
+//! while let Some(ev) = events.next().await {
+//!     match ev.event {
+//!         Event::Message { channel, seq, data } => println!("{channel}#{seq}: {data}"),
+//!         Event::StateChanged { to, cause, .. } => println!("now {} ({})", to.name(), cause.as_str()),
+//!         _ => {}
+//!     }
+//! }
+//! # drop(ack);
+//! # Ok(()) }
+//! ```
+//!
+//! # Transport settings
+//!
+//! See [`transport_settings`] for the buffer and limit choices.
+
+mod client;
+pub mod clock;
+mod driver;
+mod error;
+mod token;
+mod transport;
+
+pub use client::{
+    Ack, Client, ClientBuilder, ClientEvent, Dropped, EventStream, PublishHandle, PublishOutcome,
+};
+pub use clock::{Clock, TokioClock};
+pub use error::ClientError;
+pub use token::{TokenError, TokenProvider};
+
+pub use tether_engine::{
+    Cause, DropPolicy, DropReason, ErrorCode, Event, FallbackReason, Instant, MemoryStore, Memo,
+    Network, OutboxRecord, Policy, PolicyWire, ResetReason, State, Store, StoreError,
+    TransportKind,
+};
+
+/// The engine itself, for hosts that need more than the re-exports.
+pub use tether_engine as engine;
+
+/// Buffer and limit settings of the transports, and why.
+///
+/// - **WebSocket** (tokio-tungstenite): read buffer 8 KiB per connection (tungstenite's default is
+///   128 KiB; set with [`ClientBuilder::ws_read_buffer`]), write buffer target 0 (frames are
+///   written as queued and flushed per batch) with at most 16 × `max_frame_bytes` waiting behind
+///   a slow socket, and `max_message_size` = `max_frame_size` = `max_frame_bytes` (1 MiB by
+///   default, LIMIT-1) instead of 64 MiB / 16 MiB. The memory of an idle connection is then
+///   dominated by the socket and TLS state, not by buffers sized for bulk transfer.
+/// - **SSE** (reqwest, streaming): the body is never collected; each chunk hyper reads is handed
+///   to the engine's own incremental WHATWG parser, which bounds lines and events at
+///   `max_frame_bytes` (LIMIT-3). The same parser runs on every platform;
+///   `eventsource-stream` is used only as a peer in the benchmark program.
+/// - **Long-poll and `POST /send`** (reqwest): answer bodies are read up to
+///   16 × `max_frame_bytes` (LIMIT-2); a longer one is cut there and rejected by the engine as
+///   `frame_too_large`.
+/// - **Bounded queues**: transports report to the driver over a bounded channel (256 events), so
+///   a slow driver slows socket reads instead of buffering.
+pub mod transport_settings {
+    /// The default WebSocket read buffer per connection.
+    pub const WS_READ_BUFFER: usize = crate::transport::ws::DEFAULT_READ_BUFFER;
+}

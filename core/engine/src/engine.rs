@@ -403,24 +403,30 @@ impl Engine {
     }
 
     /// Unsubscribe; messages of the channel are no longer delivered.
-    pub fn unsubscribe(&mut self, channel: &str, _now: Instant) -> Result<(), CallError> {
+    pub fn unsubscribe(&mut self, channel: &str, now: Instant) -> Result<(), CallError> {
         self.check_channel(channel)?;
         if self.channels.remove(channel).is_none() {
             return Ok(());
         }
         if let Some(c) = self
             .primary
-            .as_ref()
+            .as_mut()
             .filter(|c| c.phase == Phase::Up && c.transport == TransportKind::WebSocket)
         {
+            // Forget it on the connection too, so a later subscribe sends `subscribe` again.
+            c.channels.retain(|ch| ch != channel);
             let frame = ClientFrame::Unsubscribe {
                 channel: channel.to_string(),
             }
             .encode();
+            let conn = c.id;
             self.actions.push_back(Action::Transmit {
-                conn: c.id,
+                conn,
                 frames: vec![frame],
             });
+        } else {
+            // WIRE-11: SSE and long-poll carry the channel set in the request.
+            self.sync_subscriptions(now);
         }
         Ok(())
     }
@@ -1232,6 +1238,14 @@ impl Engine {
                 if status == 429 || status == 503 {
                     return self.retry_later(now, retry_after);
                 }
+                if !up && tether_error.as_deref() == Some("upgrade_required") {
+                    // FALLBACK-2a: the server saw the upgrade without its `Upgrade` header.
+                    self.events.push_back(Event::Error {
+                        code: ErrorCode::TransportBlocked,
+                        detail: format!("HTTP {status}: upgrade_required"),
+                    });
+                    return self.blocked(now);
+                }
                 if tether_error.is_some() || up {
                     // The server itself refused, or a poll of a live connection failed: not a proxy.
                     self.events.push_back(Event::Error {
@@ -1621,10 +1635,14 @@ impl Engine {
             .filter(|w| !c.channels.contains(w))
             .cloned()
             .collect();
-        if missing.is_empty() {
+        let (id, transport) = (c.id, c.transport);
+        // On WebSocket, `unsubscribe` frames are sent at once; elsewhere a dropped channel
+        // also needs a new request (WIRE-11).
+        let extra = transport != TransportKind::WebSocket
+            && c.channels.iter().any(|ch| !wanted.contains(ch));
+        if missing.is_empty() && !extra {
             return;
         }
-        let (id, transport) = (c.id, c.transport);
         if transport == TransportKind::WebSocket {
             let frames = missing
                 .iter()

@@ -185,12 +185,7 @@ impl ServerFrame {
             });
         }
         let text = core::str::from_utf8(bytes).map_err(|_| FrameError::InvalidUtf8)?;
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
-        let Value::Array(items) = value else {
-            return Err(FrameError::Malformed("batch is not a JSON array".into()));
-        };
-        Ok(items
+        Ok(parse_array(text, limit)?
             .into_iter()
             .map(|item| {
                 if !item.is_object() {
@@ -269,21 +264,24 @@ impl ClientFrame {
         text: &str,
         limit: usize,
     ) -> Result<Vec<Result<ClientFrame, FrameError>>, FrameError> {
-        if text.len() > limit {
-            return Err(FrameError::TooLarge {
-                size: text.len(),
-                limit,
-            });
-        }
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
-        let Value::Array(items) = value else {
-            return Err(FrameError::Malformed("batch is not a JSON array".into()));
-        };
-        Ok(items
+        Ok(parse_array(text, limit)?
             .into_iter()
             .map(|item| ClientFrame::decode(&item.to_string(), limit))
             .collect())
+    }
+}
+
+/// Parse a JSON array of at most `limit` bytes (a batch, WIRE-1).
+fn parse_array(text: &str, limit: usize) -> Result<Vec<Value>, FrameError> {
+    if text.len() > limit {
+        return Err(FrameError::TooLarge {
+            size: text.len(),
+            limit,
+        });
+    }
+    match serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))? {
+        Value::Array(items) => Ok(items),
+        _ => Err(FrameError::Malformed("batch is not a JSON array".into())),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod rng;
 pub mod sse;
 pub mod state;
+pub mod stats;
 pub mod store;
 pub mod time;
 pub mod transport;

@@ -27,7 +27,10 @@ fn backoff_1_full_jitter_under_capped_ceiling() {
         let delays = failing_delays(&mut s, 9);
         for (n, d) in delays.iter().enumerate() {
             let ceiling = backoff::ceiling(&p, n as u32);
-            assert!(*d >= p.floor && *d <= ceiling, "n={n} d={d:?} > {ceiling:?}");
+            assert!(
+                *d >= p.floor && *d <= ceiling,
+                "n={n} d={d:?} > {ceiling:?}"
+            );
         }
     }
     // Cap before jitter: at n = 8 the ceiling is the cap (30 s), and draws are spread
@@ -40,7 +43,10 @@ fn backoff_1_full_jitter_under_capped_ceiling() {
         at_cap.push(*failing_delays(&mut s, 9).last().expect("delay"));
     }
     let below_half = at_cap.iter().filter(|d| **d < secs(15)).count();
-    assert!(below_half > 10, "full jitter spreads over [0, cap]: {below_half}/60");
+    assert!(
+        below_half > 10,
+        "full jitter spreads over [0, cap]: {below_half}/60"
+    );
     assert!(at_cap.iter().all(|d| *d <= secs(30)));
 }
 
@@ -70,7 +76,11 @@ fn backoff_3_delay_counts_from_failure_instant() {
     s.failed(c, TransportFailure::Io("reset by peer".into()));
     let d = s.last_delay();
     s.step_to_open();
-    assert_eq!(s.now, failed_at + d, "delay counted from the failure, not the start");
+    assert_eq!(
+        s.now,
+        failed_at + d,
+        "delay counted from the failure, not the start"
+    );
 
     // Same for a drop of a live connection observed late.
     let c = s.last_open().conn;
@@ -95,14 +105,25 @@ fn backoff_4_attempt_resets_only_on_hello() {
     }
     let c = s.last_open().conn;
     s.opened(c);
-    s.failed(c, TransportFailure::Unreachable("reset before hello".into()));
+    s.failed(
+        c,
+        TransportFailure::Unreachable("reset before hello".into()),
+    );
     let attempts: Vec<u32> = s.scheduled().iter().map(|x| x.0).collect();
-    assert_eq!(attempts, vec![1, 2, 3], "TCP open does not reset the counter");
+    assert_eq!(
+        attempts,
+        vec![1, 2, 3],
+        "TCP open does not reset the counter"
+    );
     let c = s.step_to_open().conn;
     assert!(matches!(s.state(), State::Connecting { attempt: 3, .. }));
     s.accept(c);
     s.closed(c, Some(1006), "");
-    assert_eq!(s.scheduled().last().map(|x| x.0), Some(1), "hello reset it: n = 0 again");
+    assert_eq!(
+        s.scheduled().last().map(|x| x.0),
+        Some(1),
+        "hello reset it: n = 0 again"
+    );
     assert!(s.last_delay() <= secs(1));
 }
 
@@ -192,7 +213,10 @@ fn backoff_6_max_elapsed_then_failed() {
         }
     );
     assert!(s.now - first_failure >= secs(5));
-    assert!(s.now - first_failure < secs(7), "stops soon after max_elapsed");
+    assert!(
+        s.now - first_failure < secs(7),
+        "stops soon after max_elapsed"
+    );
 }
 
 #[test]
@@ -274,7 +298,11 @@ fn backoff_8_hostile_hello_policy_is_clamped_and_reported() {
             _ => None,
         })
         .expect("PolicyApplied");
-    assert_eq!(clamped.len(), 14, "every field was out of bounds: {clamped:?}");
+    assert_eq!(
+        clamped.len(),
+        14,
+        "every field was out of bounds: {clamped:?}"
+    );
     assert_eq!(s.count_errors(ErrorCode::PolicyClamped), 14);
 }
 
@@ -300,9 +328,14 @@ fn backoff_8_absent_or_non_numeric_values_keep_current() {
     let c = s.last_open().conn;
     s.accept_with(
         c,
-        Sim::hello_policy(json!({"base_ms": "fast", "cap_ms": null, "multiplier": [3], "floor_ms": 200})),
+        Sim::hello_policy(
+            json!({"base_ms": "fast", "cap_ms": null, "multiplier": [3], "floor_ms": 200}),
+        ),
     );
-    assert!(s.state().is_up(), "a non-numeric value does not make the hello malformed");
+    assert!(
+        s.state().is_up(),
+        "a non-numeric value does not make the hello malformed"
+    );
     let p = s.engine.policy();
     assert_eq!(p.base, secs(1));
     assert_eq!(p.cap, secs(30));
@@ -326,12 +359,18 @@ fn backoff_9_app_overrides_win_field_by_field_unclamped() {
     cfg.overrides.base_ms = Some(50.0);
     cfg.overrides.heartbeat_ms = Some(200.0);
     let mut s = Sim::new(cfg);
-    assert_eq!(s.engine.policy().base, ms(50), "below the server bounds: allowed for the app");
+    assert_eq!(
+        s.engine.policy().base,
+        ms(50),
+        "below the server bounds: allowed for the app"
+    );
     s.connect();
     let c = s.last_open().conn;
     s.accept_with(
         c,
-        Sim::hello_policy(json!({"base_ms": 5000, "cap_ms": 9000, "heartbeat_ms": 2000, "open_timeout_ms": 3000})),
+        Sim::hello_policy(
+            json!({"base_ms": 5000, "cap_ms": 9000, "heartbeat_ms": 2000, "open_timeout_ms": 3000}),
+        ),
     );
     let p = s.engine.policy();
     assert_eq!(p.floor, ms(5));
@@ -363,7 +402,9 @@ fn backoff_10_policy_memo_saved_and_used_at_next_cold_start() {
     let c = s.last_open().conn;
     s.accept_with(
         c,
-        Sim::hello_policy(json!({"base_ms": 4000, "cap_ms": 60000, "heartbeat_ms": 20000, "floor_ms": 1})),
+        Sim::hello_policy(
+            json!({"base_ms": 4000, "cap_ms": 60000, "heartbeat_ms": 20000, "floor_ms": 1}),
+        ),
     );
     let memo = s.store.memo().expect("memo saved");
     assert_eq!(memo.policy.as_ref().and_then(|p| p.base_ms), Some(4000.0));
@@ -384,7 +425,11 @@ fn backoff_10_policy_memo_saved_and_used_at_next_cold_start() {
     let c = s2.step_to_open().conn;
     s2.accept_with(c, Sim::hello_policy(json!({"base_ms": 2000})));
     assert_eq!(s2.engine.policy().base, secs(2));
-    assert_eq!(s2.engine.policy().cap, secs(30), "the new policy replaces the old as a whole");
+    assert_eq!(
+        s2.engine.policy().cap,
+        secs(30),
+        "the new policy replaces the old as a whole"
+    );
     let s3 = s2.restart(config());
     assert_eq!(s3.engine.policy().base, secs(2));
 }

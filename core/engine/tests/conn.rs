@@ -13,7 +13,10 @@ fn conn_1_first_attempt_is_immediate() {
     let open = s.last_open();
     assert_eq!(open.transport, WebSocket);
     assert_eq!(s.now, T0, "no time passed");
-    assert!(s.scheduled().is_empty(), "no delay before the first attempt");
+    assert!(
+        s.scheduled().is_empty(),
+        "no delay before the first attempt"
+    );
     assert_eq!(
         s.state(),
         State::Connecting {
@@ -237,10 +240,21 @@ fn state_1_every_state_is_reachable() {
     let mut s = Sim::default_sim();
     assert_eq!(s.state(), State::Idle);
     s.connect();
-    assert!(matches!(s.state(), State::Connecting { attempt: 0, transport: WebSocket }));
+    assert!(matches!(
+        s.state(),
+        State::Connecting {
+            attempt: 0,
+            transport: WebSocket
+        }
+    ));
     let c = s.last_open().conn;
     s.accept(c);
-    assert_eq!(s.state(), State::Connected { transport: WebSocket });
+    assert_eq!(
+        s.state(),
+        State::Connected {
+            transport: WebSocket
+        }
+    );
     s.closed(c, Some(1006), "");
     match s.state() {
         State::Reconnecting {
@@ -278,7 +292,12 @@ fn state_1_every_state_is_reachable() {
         }
     );
     s.closed(c3, Some(4003), "");
-    assert_eq!(s.state(), State::Failed { reason: ErrorCode::Forbidden });
+    assert_eq!(
+        s.state(),
+        State::Failed {
+            reason: ErrorCode::Forbidden
+        }
+    );
     s.close();
     assert_eq!(s.state(), State::Closed);
 }
@@ -293,7 +312,10 @@ fn state_2_every_transition_has_cause() {
     s.failed(c, tether_engine::TransportFailure::Io("reset".into()));
     let c = s.step_to_open().conn;
     s.accept(c);
-    s.frame(c, serde_json::json!({"type":"drain","from_ms":10,"to_ms":20}));
+    s.frame(
+        c,
+        serde_json::json!({"type":"drain","from_ms":10,"to_ms":20}),
+    );
     let c = s.step_to_open().conn;
     s.accept(c);
     s.run_for(secs(25)); // heartbeat timeout
@@ -319,7 +341,10 @@ fn state_2_every_transition_has_cause() {
         "auth_expired",
         "user_close",
     ] {
-        assert!(causes.contains(&needed), "missing cause {needed} in {causes:?}");
+        assert!(
+            causes.contains(&needed),
+            "missing cause {needed} in {causes:?}"
+        );
     }
     // Transitions chain: each `from` is the previous `to`, and none is to the same state.
     let mut prev = State::Idle;
@@ -358,5 +383,8 @@ fn state_3_observed_state_equals_last_reported() {
     assert_eq!(s.transitions().len(), n1);
     assert!(n1 >= n);
     s.assert_state_consistent();
-    assert!(s.events.iter().all(|e| !matches!(e, Event::StateChanged { from, to, .. } if from == to)));
+    assert!(s
+        .events
+        .iter()
+        .all(|e| !matches!(e, Event::StateChanged { from, to, .. } if from == to)));
 }

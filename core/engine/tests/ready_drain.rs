@@ -144,7 +144,11 @@ fn ready_4_probe_only_in_long_waits_jittered_at_most_once_per_interval() {
                 break;
             }
         }
-        assert!(sent.len() >= 5, "a 60 s wait is probed repeatedly: {}", sent.len());
+        assert!(
+            sent.len() >= 5,
+            "a 60 s wait is probed repeatedly: {}",
+            sent.len()
+        );
         for w in sent.windows(2) {
             assert!(w[1] - w[0] >= interval, "probes {:?} apart", w[1] - w[0]);
         }
@@ -165,7 +169,13 @@ fn ready_4_ready_answer_shortens_the_wait() {
     assert!(s.step_until(10, |s| !s.probes().is_empty()));
     let p = s.probes()[0];
     let answered = s.now;
-    s.ready(p, ReadyAnswer::Ready { from_ms: 100, to_ms: 2000 });
+    s.ready(
+        p,
+        ReadyAnswer::Ready {
+            from_ms: 100,
+            to_ms: 2000,
+        },
+    );
     match s.state() {
         State::Reconnecting { delay: Some(d), .. } => assert!(within(d, ms(100), secs(2))),
         other => panic!("{other:?}"),
@@ -177,7 +187,13 @@ fn ready_4_ready_answer_shortens_the_wait() {
     let (mut s, _b, at) = long_wait(4);
     assert!(s.step_until(10, |s| !s.probes().is_empty()));
     let p = s.probes()[0];
-    s.ready(p, ReadyAnswer::Ready { from_ms: 500_000, to_ms: 600_000 });
+    s.ready(
+        p,
+        ReadyAnswer::Ready {
+            from_ms: 500_000,
+            to_ms: 600_000,
+        },
+    );
     s.step_to_open();
     assert_eq!(s.now, at);
 }
@@ -194,8 +210,20 @@ fn ready_5_not_ready_or_failed_probe_changes_nothing() {
         s.step_to_open();
         assert_eq!(s.now, at, "{answer:?}: the scheduled attempt stays");
         // A stale or unknown probe answer is ignored too.
-        s.ready(p, ReadyAnswer::Ready { from_ms: 0, to_ms: 0 });
-        s.ready(9999, ReadyAnswer::Ready { from_ms: 0, to_ms: 0 });
+        s.ready(
+            p,
+            ReadyAnswer::Ready {
+                from_ms: 0,
+                to_ms: 0,
+            },
+        );
+        s.ready(
+            9999,
+            ReadyAnswer::Ready {
+                from_ms: 0,
+                to_ms: 0,
+            },
+        );
         assert_eq!(s.opens().len(), 2);
     }
 }
@@ -209,10 +237,17 @@ fn drain_1_reconnect_inside_window() {
         let c = s.connect_up();
         s.run_for(secs(1));
         let received = s.now;
-        s.frame(c, json!({"type":"drain","from_ms":1000,"to_ms":3000,"reason":"deploy"}));
+        s.frame(
+            c,
+            json!({"type":"drain","from_ms":1000,"to_ms":3000,"reason":"deploy"}),
+        );
         assert!(s.closes().contains(&(c, 1000, "drain".into())));
         s.step_to_open();
-        assert!(within(s.now - received, secs(1), secs(3)), "{:?}", s.now - received);
+        assert!(
+            within(s.now - received, secs(1), secs(3)),
+            "{:?}",
+            s.now - received
+        );
     }
     // Reversed windows are swapped, huge ones clamped to 600 s.
     let mut s = Sim::default_sim();
@@ -221,7 +256,10 @@ fn drain_1_reconnect_inside_window() {
     assert!(within(s.last_delay(), secs(4), secs(5)));
     let mut s = Sim::default_sim();
     let c = s.connect_up();
-    s.frame(c, json!({"type":"drain","from_ms":10_000_000u64,"to_ms":20_000_000u64}));
+    s.frame(
+        c,
+        json!({"type":"drain","from_ms":10_000_000u64,"to_ms":20_000_000u64}),
+    );
     assert_eq!(s.last_delay(), secs(600));
 }
 

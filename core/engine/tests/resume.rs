@@ -21,7 +21,11 @@ fn resume_2_cursor_carried_in_open_request_after_drop() {
     let mut s = Sim::default_sim();
     s.subscribe("a");
     let c = s.connect_up();
-    assert_eq!(s.engine.cursor(), Some("c0"), "hello and subscribed carry the cursor");
+    assert_eq!(
+        s.engine.cursor(),
+        Some("c0"),
+        "hello and subscribed carry the cursor"
+    );
     s.msg(c, "a", 1);
     s.msg(c, "a", 2);
     s.msg(c, "a", 4); // held: not processed in order, its cursor is not taken
@@ -52,7 +56,11 @@ fn resume_2_sse_id_is_the_cursor() {
     assert_eq!(s.engine.cursor(), Some("m1"));
     s.closed(c, None, "");
     let open = s.step_to_open();
-    assert_eq!(open.cursor.as_deref(), Some("m1"), "Last-Event-ID on reconnect");
+    assert_eq!(
+        open.cursor.as_deref(),
+        Some("m1"),
+        "Last-Event-ID on reconnect"
+    );
 }
 
 #[test]
@@ -62,10 +70,18 @@ fn resume_2_long_poll_cursor_in_every_poll() {
     let mut s = Sim::new(cfg);
     s.subscribe("a");
     let c = s.connect_up();
-    assert_eq!(s.polls(c), vec![Some("c0".to_string())], "one poll after the hello");
+    assert_eq!(
+        s.polls(c),
+        vec![Some("c0".to_string())],
+        "one poll after the hello"
+    );
     s.frames(c, &[msg("a", 1), msg("a", 2)]);
     assert_eq!(s.polls(c).last().cloned().flatten().as_deref(), Some("a:2"));
-    assert_eq!(s.polls(c).len(), 2, "exactly one poll outstanding at a time");
+    assert_eq!(
+        s.polls(c).len(),
+        2,
+        "exactly one poll outstanding at a time"
+    );
 }
 
 #[test]
@@ -207,5 +223,23 @@ fn order_4_full_hold_resets_at_once() {
     assert_eq!(resets(&s), vec![("a".to_string(), ResetReason::Gap)]);
     let d = s.delivered("a");
     assert_eq!(d.len(), 1 + 1025);
-    assert!(d.windows(2).all(|w| w[0] < w[1]), "in order from the lowest");
+    assert!(
+        d.windows(2).all(|w| w[0] < w[1]),
+        "in order from the lowest"
+    );
+}
+
+#[test]
+fn order_1_reset_frame_clears_the_baseline() {
+    let mut s = Sim::default_sim();
+    s.subscribe("a");
+    let c = s.connect_up();
+    s.msg(c, "a", 1);
+    s.msg(c, "a", 2);
+    s.frame(c, json!({"type":"reset","channel":"a","cursor":"r"}));
+    // After a reset, a lower seq is not a duplicate: the baseline is gone.
+    s.frame(c, subscribed("a", 0));
+    s.msg(c, "a", 1);
+    assert_eq!(s.delivered("a"), vec![1, 2, 1]);
+    assert_eq!(resets(&s), vec![("a".to_string(), ResetReason::Server)]);
 }

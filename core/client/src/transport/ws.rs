@@ -48,7 +48,7 @@ pub fn config(read_buffer: usize, max_frame_bytes: usize) -> WebSocketConfig {
 
 /// Bytes standing for a text message tungstenite refused as invalid UTF-8: tungstenite does
 /// not hand the bytes over, so the engine is given an invalid sequence to report
-/// `invalid_utf8` and skip the frame (ERR-1) while the connection continues.
+/// `invalid_utf8` (ERR-1) before the connection is failed as RFC 6455 §8.1 requires.
 const INVALID_UTF8_MARK: &[u8] = &[0xff];
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -138,7 +138,18 @@ async fn pump(socket: Socket, mut rx: mpsc::UnboundedReceiver<ConnCommand>, em: 
                         // tungstenite answers the close; keep reading until the stream ends.
                         TransportEvent::Closed { code, reason }
                     }
-                    Some(Err(WsError::Utf8(_))) => TransportEvent::Binary(INVALID_UTF8_MARK.to_vec()),
+                    Some(Err(WsError::Utf8(_))) => {
+                        // The engine reports `invalid_utf8` for the frame; RFC 6455 §8.1 then
+                        // requires failing the connection (1007), and tokio-tungstenite ends its
+                        // stream after any error anyway: the engine reconnects with backoff.
+                        em.emit(TransportEvent::Binary(INVALID_UTF8_MARK.to_vec())).await;
+                        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close(1007, "invalid UTF-8"))).await;
+                        em.emit(TransportEvent::Failed(TransportFailure::Io(
+                            "invalid UTF-8 in a text message (RFC 6455 8.1)".into(),
+                        )))
+                        .await;
+                        return;
+                    }
                     Some(Err(e)) => {
                         if close_seen {
                             return;

@@ -280,7 +280,10 @@ impl Sim {
 
     /// `Opened` then a hello with cursor `c0` and `subscribed` for each requested channel at seq 0.
     pub fn accept(&mut self, conn: ConnId) {
-        self.accept_with(conn, json!({"type":"hello","v":1,"server_id":"s1","cursor":"c0"}));
+        self.accept_with(
+            conn,
+            json!({"type":"hello","v":1,"server_id":"s1","cursor":"c0"}),
+        );
     }
 
     /// `Opened` then the given hello and `subscribed` at seq 0 for each requested channel.
@@ -323,7 +326,10 @@ impl Sim {
     }
 
     pub fn unreachable(&mut self, conn: ConnId) {
-        self.failed(conn, TransportFailure::Unreachable("connection refused".into()));
+        self.failed(
+            conn,
+            TransportFailure::Unreachable("connection refused".into()),
+        );
     }
 
     /// Something the server sends to keep `conn` alive: a ping (WebSocket), an SSE
@@ -433,7 +439,9 @@ impl Sim {
         self.actions
             .iter()
             .filter_map(|a| match a {
-                Action::Poll { conn: c, cursor, .. } if *c == conn => Some(cursor.clone()),
+                Action::Poll {
+                    conn: c, cursor, ..
+                } if *c == conn => Some(cursor.clone()),
                 _ => None,
             })
             .collect()
@@ -538,7 +546,11 @@ pub fn hello(cursor: &str) -> Value {
     json!({"type":"hello","v":1,"server_id":"s1","cursor":cursor})
 }
 
-pub fn http(status: u16, tether_error: Option<&str>, retry_after: Option<Duration>) -> TransportFailure {
+pub fn http(
+    status: u16,
+    tether_error: Option<&str>,
+    retry_after: Option<Duration>,
+) -> TransportFailure {
     TransportFailure::HttpStatus {
         status,
         tether_error: tether_error.map(str::to_string),
@@ -566,4 +578,3 @@ pub fn fast_config() -> Config {
 pub fn is_reconnecting(s: &State) -> bool {
     matches!(s, State::Reconnecting { .. })
 }
-
