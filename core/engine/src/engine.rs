@@ -4,7 +4,7 @@ use crate::action::Action;
 use crate::backoff;
 use crate::error::{CallError, ErrorCode, FrameError};
 use crate::event::{Event, FallbackReason, ResetReason};
-use crate::frame::{valid_channel, ClientFrame, ServerFrame, PROTOCOL_VERSION};
+use crate::frame::{valid_channel, ClientFrame, ServerFrame, MAX_CURSOR_BYTES, PROTOCOL_VERSION};
 use crate::ladder::{Ladder, Step};
 use crate::order::{ChannelOrder, Delivery, Outcome};
 use crate::outbox::Outbox;
@@ -1136,9 +1136,18 @@ impl Engine {
         }
     }
 
+    /// Keep the newest cursor (RESUME-2); one over 1,024 bytes is ignored (LIMIT-4).
     fn set_cursor(&mut self, cursor: Option<String>) {
-        if let Some(c) = cursor {
-            self.cursor = Some(c);
+        match cursor {
+            Some(c) if c.len() > MAX_CURSOR_BYTES => self.events.push_back(Event::Error {
+                code: ErrorCode::FrameMalformed,
+                detail: format!(
+                    "cursor of {} bytes ignored (limit {MAX_CURSOR_BYTES})",
+                    c.len()
+                ),
+            }),
+            Some(c) => self.cursor = Some(c),
+            None => {}
         }
     }
 
@@ -1705,8 +1714,17 @@ impl Engine {
                     Some(_now + self.ladder.upgrade_interval(self.policy.upgrade_after));
             }
             Some(Switch::Resubscribe) => {
-                // The old connection keeps working; try the switch again on the next input.
-                self.sync_subscriptions(_now);
+                // WIRE-11: the new channel set could not be opened beside the old
+                // connection. Retrying at once could loop as fast as the server refuses;
+                // reconnect with the whole set under backoff instead.
+                if let Some(p) = self.primary.take() {
+                    self.actions.push_back(Action::Close {
+                        conn: p.id,
+                        code: 1000,
+                        reason: "resubscribe".into(),
+                    });
+                    self.connection_lost(_now, p.sse_retry, Cause::TransportError);
+                }
             }
             Some(Switch::NetworkChanged) | None => {}
         }

@@ -411,13 +411,14 @@ fn limit_4_long_cursor_ignored_previous_stays() {
         json!({"type":"msg","channel":"a","seq":2,"cursor":long,"data":2}),
     );
     assert!(s.errors().contains(&ErrorCode::FrameMalformed));
-    assert_eq!(s.engine.cursor(), Some("a:1"));
+    assert_eq!(s.engine.cursor(), Some("a:1"), "the long cursor is ignored");
     assert!(s.state().is_up());
+    assert_eq!(s.delivered("a"), vec![1, 2], "the frame itself is kept");
     // Exactly 1024 bytes is fine.
     let ok = "c".repeat(1024);
     s.frame(
         c,
-        json!({"type":"msg","channel":"a","seq":2,"cursor":ok,"data":2}),
+        json!({"type":"msg","channel":"a","seq":3,"cursor":ok,"data":3}),
     );
     assert_eq!(s.engine.cursor(), Some(ok.as_str()));
 }
@@ -679,6 +680,41 @@ fn wire_11_subscription_change_on_sse_is_make_before_break() {
         let cand2 = s.last_open();
         assert_ne!(cand2.conn, cand.conn, "{t:?}");
         assert_eq!(cand2.channels, vec!["b".to_string()]);
+    }
+}
+
+#[test]
+fn wire_11_refused_subscription_change_reconnects_under_backoff() {
+    for t in [Sse, LongPoll] {
+        let mut cfg = config();
+        cfg.transports = vec![t];
+        let mut s = Sim::new(cfg);
+        s.subscribe("a");
+        let c = s.connect_up();
+        s.msg(c, "a", 1);
+        s.subscribe("b");
+        let cand = s.last_open();
+        let opens_before = s.opens().len();
+        s.failed(
+            cand.conn,
+            tether_engine::TransportFailure::HttpStatus {
+                status: 500,
+                tether_error: Some("server_error".into()),
+                retry_after: None,
+            },
+        );
+        assert_eq!(s.opens().len(), opens_before, "{t:?}: no immediate retry");
+        assert!(matches!(s.state(), State::Reconnecting { .. }), "{t:?}");
+        assert!(
+            s.closes().iter().any(|x| x.0 == c),
+            "{t:?}: old connection closed"
+        );
+        let delay = s.last_delay();
+        assert!(delay >= s.engine.policy().floor, "{t:?}: a backoff delay");
+        s.step_to_open();
+        let next = s.last_open();
+        assert_eq!(next.channels, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(next.cursor.as_deref(), Some("a:1"));
     }
 }
 
