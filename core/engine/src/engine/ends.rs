@@ -1,0 +1,225 @@
+//! How connections end: closes, failures, timeouts and heartbeats, and what each means for the ladder (CONN-5, FALLBACK-2, HEARTBEAT-2).
+
+use super::*;
+
+impl Engine {
+    pub(super) fn on_closed(&mut self, now: Instant, role: Role, code: Option<u16>, reason: &str) {
+        let code_v = code.unwrap_or(1005);
+        if role == Role::Candidate {
+            return self.drop_candidate(now, 1000, "candidate closed");
+        }
+        if let Some(err) = terminal_close(code_v) {
+            self.primary = None;
+            return self.fail(err, Cause::Terminal { code: err });
+        }
+        match code_v {
+            4001 => {
+                self.primary = None;
+                self.auth_expired(now, role)
+            }
+            4009 => {
+                self.primary = None;
+                let ra = reason.trim().parse::<u64>().ok().map(Duration::from_millis);
+                self.retry_later(now, ra)
+            }
+            _ => {
+                let Some(c) = self.primary.take() else { return };
+                self.close_candidate();
+                if c.phase == Phase::Opening {
+                    // FALLBACK-2b: closed before the hello.
+                    self.strike(now, c.sse_retry, Cause::TransportClosed { code })
+                } else {
+                    self.connection_lost(now, c.sse_retry, Cause::TransportClosed { code })
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_failed(&mut self, now: Instant, role: Role, failure: TransportFailure) {
+        if role == Role::Candidate {
+            return self.drop_candidate(now, 1000, "candidate failed");
+        }
+        let Some(c) = self.primary.take() else { return };
+        self.close_candidate();
+        let up = c.phase == Phase::Up;
+        match failure {
+            TransportFailure::Unreachable(detail) => {
+                self.events.push_back(Event::Error {
+                    code: ErrorCode::TransportError,
+                    detail,
+                });
+                if up {
+                    self.connection_lost(now, c.sse_retry, Cause::TransportError)
+                } else {
+                    self.attempt_failed(now, Cause::TransportError, c.sse_retry)
+                }
+            }
+            TransportFailure::Io(detail) => {
+                self.events.push_back(Event::Error {
+                    code: ErrorCode::TransportError,
+                    detail,
+                });
+                if up {
+                    self.connection_lost(now, c.sse_retry, Cause::TransportError)
+                } else if c.transport_open {
+                    self.strike(now, c.sse_retry, Cause::TransportError)
+                } else {
+                    self.attempt_failed(now, Cause::TransportError, c.sse_retry)
+                }
+            }
+            TransportFailure::WrongContentType(ct) => {
+                self.events.push_back(Event::Error {
+                    code: ErrorCode::TransportBlocked,
+                    detail: format!("content type {ct}"),
+                });
+                self.blocked(now)
+            }
+            TransportFailure::HttpStatus {
+                status,
+                tether_error,
+                retry_after,
+            } => {
+                let server_code = tether_error.as_deref().and_then(ErrorCode::parse);
+                if status == 401 || server_code == Some(ErrorCode::AuthExpired) {
+                    return self.auth_expired(now, Role::Primary);
+                }
+                if let Some(code) = server_code.filter(|c| is_terminal_code(*c)) {
+                    return self.fail(code, Cause::Terminal { code });
+                }
+                if status == 204 && c.transport == TransportKind::Sse {
+                    return self.fail(
+                        ErrorCode::NotFound,
+                        Cause::Terminal {
+                            code: ErrorCode::NotFound,
+                        },
+                    );
+                }
+                if status == 429 || status == 503 {
+                    return self.retry_later(now, retry_after);
+                }
+                if !up && tether_error.as_deref() == Some("upgrade_required") {
+                    // FALLBACK-2a: the server saw the upgrade without its `Upgrade` header.
+                    self.events.push_back(Event::Error {
+                        code: ErrorCode::TransportBlocked,
+                        detail: format!("HTTP {status}: upgrade_required"),
+                    });
+                    return self.blocked(now);
+                }
+                if tether_error.is_some() || up {
+                    // The server itself refused, or a poll of a live connection failed: not a proxy.
+                    self.events.push_back(Event::Error {
+                        code: ErrorCode::TransportError,
+                        detail: format!("HTTP {status}"),
+                    });
+                    return if up {
+                        self.connection_lost(now, c.sse_retry, Cause::TransportError)
+                    } else {
+                        self.attempt_failed(now, Cause::TransportError, c.sse_retry)
+                    };
+                }
+                // FALLBACK-2a: a proxy answered.
+                self.events.push_back(Event::Error {
+                    code: ErrorCode::TransportBlocked,
+                    detail: format!("HTTP {status} without Tether-Error"),
+                });
+                self.blocked(now)
+            }
+        }
+    }
+
+    /// A live connection must be given up (frame too large, parser limit, too many malformed frames).
+    pub(super) fn conn_broken(
+        &mut self,
+        now: Instant,
+        role: Role,
+        code: u16,
+        reason: &str,
+        cause: Cause,
+    ) {
+        match role {
+            Role::Candidate => self.drop_candidate(now, code, reason),
+            Role::Primary => {
+                let Some(c) = self.primary.take() else { return };
+                self.actions.push_back(Action::Close {
+                    conn: c.id,
+                    code,
+                    reason: reason.into(),
+                });
+                self.close_candidate();
+                if c.phase == Phase::Opening {
+                    self.attempt_failed(now, cause, c.sse_retry)
+                } else {
+                    self.connection_lost(now, c.sse_retry, cause)
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_conn_deadlines(&mut self, now: Instant) {
+        if let Some(c) = self.candidate.as_ref() {
+            if now >= self.conn_deadline(c) {
+                self.drop_candidate(now, 4000, "open timeout");
+            }
+        }
+        let Some((deadline, phase)) = self
+            .primary
+            .as_ref()
+            .map(|c| (self.conn_deadline(c), c.phase))
+        else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        let Some(c) = self.primary.take() else { return };
+        self.close_candidate();
+        match phase {
+            Phase::Opening => {
+                self.actions.push_back(Action::Close {
+                    conn: c.id,
+                    code: 4000,
+                    reason: "open timeout".into(),
+                });
+                self.strike(now, c.sse_retry, Cause::SlowOpen)
+            }
+            Phase::Up => {
+                self.actions.push_back(Action::Close {
+                    conn: c.id,
+                    code: 4000,
+                    reason: "heartbeat timeout".into(),
+                });
+                self.events.push_back(Event::Error {
+                    code: ErrorCode::HeartbeatTimeout,
+                    detail: format!("nothing received on {}", c.transport),
+                });
+                self.connection_lost(now, c.sse_retry, Cause::HeartbeatTimeout)
+            }
+        }
+    }
+
+    pub(super) fn conn_deadline(&self, c: &Conn) -> Instant {
+        match c.phase {
+            Phase::Opening => c.started + self.policy.open_timeout,
+            Phase::Up if c.transport == TransportKind::LongPoll => {
+                c.last_rx.max(c.poll_sent) + self.policy.poll_hold + self.policy.heartbeat_grace
+            }
+            Phase::Up => c.last_rx + self.policy.heartbeat + self.policy.heartbeat_grace,
+        }
+    }
+
+    pub(super) fn check_gaps(&mut self, now: Instant) {
+        let mut resets = Vec::new();
+        for (name, order) in self.channels.iter_mut() {
+            if let Some(ds) = order.expire(now) {
+                resets.push((name.clone(), ds));
+            }
+        }
+        for (name, ds) in resets {
+            self.events.push_back(Event::Reset {
+                channel: name.clone(),
+                reason: ResetReason::Gap,
+            });
+            self.deliver(&name, ds);
+        }
+    }
+}
