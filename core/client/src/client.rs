@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tether_engine::{
-    Config, DropPolicy, DropReason, Engine, Event, MemoryStore, Network, PolicyWire,
-    State, Store, TransportKind,
+    Config, DropPolicy, DropReason, Engine, Event, MemoryStore, Network, PolicyWire, State, Store,
+    TransportKind,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use url::Url;
@@ -235,13 +235,12 @@ impl ClientBuilder {
             ));
         }
         validate_policy(&self.policy)?;
-        let tls = http::tls_config().map_err(ClientError::Setup)?;
-        let http_client = http::http_client(tls.clone()).map_err(ClientError::Setup)?;
+        let tls = http::shared_tls().map_err(ClientError::Setup)?;
         let (events_tx, events_rx) = mpsc::channel(transport::EVENT_QUEUE);
         let io = Arc::new(Io {
             endpoint,
-            http: http_client,
-            tls: Arc::new(tls),
+            http: std::sync::OnceLock::new(),
+            tls,
             ws_config: transport::ws::config(self.ws_read_buffer, self.max_frame_bytes),
             max_frame_bytes: self.max_frame_bytes,
             events: events_tx,

@@ -182,7 +182,10 @@ impl Driver {
                 }
                 Input::Command(Some(cmd)) => self.on_command(now, cmd),
                 Input::Transport(conn, ev) => {
-                    if matches!(ev, TransportEvent::Closed { .. } | TransportEvent::Failed(_)) {
+                    if matches!(
+                        ev,
+                        TransportEvent::Closed { .. } | TransportEvent::Failed(_)
+                    ) {
                         // The task ends by itself after reporting this.
                         self.conns.remove(&conn);
                     }
@@ -267,7 +270,13 @@ impl Driver {
                     tracing::info!(from = from.name(), to = ?to, cause = cause.as_str(), "state changed");
                 }
                 Event::ReconnectScheduled { delay, .. } => self.last_delay = Some(*delay),
-                Event::Acked { id, seq } => self.resolve(id, Ok(Ack { id: id.clone(), seq: *seq })),
+                Event::Acked { id, seq } => self.resolve(
+                    id,
+                    Ok(Ack {
+                        id: id.clone(),
+                        seq: *seq,
+                    }),
+                ),
                 Event::Dropped { id, reason } => self.resolve(
                     id,
                     Err(Dropped {

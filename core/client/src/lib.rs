@@ -6,26 +6,37 @@
 //! what to resend. The transports (WebSocket via tokio-tungstenite, SSE and long-poll via
 //! reqwest, TLS by rustls) only report what they see.
 //!
-//! ```no_run
+//! ```
 //! use futures_util::StreamExt;
+//! use serde_json::json;
 //! use tether::{Client, Event, TransportKind};
 //!
-//! # async fn demo() -> Result<(), tether::ClientError> {
-//! let client = Client::builder("http://127.0.0.1:8787/tether")
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = tether_server::Server::start(Default::default()).await?;
+//! # let endpoint = server.endpoint_url(); // e.g. "http://127.0.0.1:8787/tether"
+//! let client = Client::builder(endpoint)
 //!     .transports(&[TransportKind::WebSocket, TransportKind::Sse, TransportKind::LongPoll])
 //!     .build()?;
 //! let mut events = client.events();
 //! client.subscribe("lobby").await?;
 //! client.connect()?;
-//! let ack = client.publish("lobby", serde_json::json!({"text": "hi"})).await?;
+//!
+//! // Durable in the outbox once `publish` returns; the handle resolves on the server's ack.
+//! let ack = client.publish("lobby", json!({"text": "hi"})).await?.await?;
+//! assert!(ack.seq.is_some());
+//!
 //! while let Some(ev) = events.next().await {
 //!     match ev.event {
-//!         Event::Message { channel, seq, data } => println!("{channel}#{seq}: {data}"),
 //!         Event::StateChanged { to, cause, .. } => println!("now {} ({})", to.name(), cause.as_str()),
+//!         Event::Message { channel, seq, data } => {
+//!             println!("{channel}#{seq}: {data}");
+//!             break;
+//!         }
 //!         _ => {}
 //!     }
 //! }
-//! # drop(ack);
+//! client.close().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -48,7 +59,7 @@ pub use error::ClientError;
 pub use token::{TokenError, TokenProvider};
 
 pub use tether_engine::{
-    Cause, DropPolicy, DropReason, ErrorCode, Event, FallbackReason, Instant, MemoryStore, Memo,
+    Cause, DropPolicy, DropReason, ErrorCode, Event, FallbackReason, Instant, Memo, MemoryStore,
     Network, OutboxRecord, Policy, PolicyWire, ResetReason, State, Store, StoreError,
     TransportKind,
 };

@@ -12,19 +12,34 @@ async fn drain_window_is_honoured(t: TransportKind) {
     let server = server().await;
     let client = build(builder(&server, t));
     let mut events = client.events();
-    client.subscribe("d").await.unwrap_or_else(|e| panic!("{e}"));
+    client
+        .subscribe("d")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     client.connect().unwrap_or_else(|e| panic!("{e}"));
     up(&mut events).await;
     let before = log_of(&server, LogKind::Handshake, t).len();
     let (from_ms, to_ms) = (250u64, 450u64);
-    assert!(server.drain(from_ms, to_ms) >= 1, "the client's connection was told");
-    // Accept handshakes again at once: only the client's own wait is measured.
-    server.undrain();
+    let told = server.drain(from_ms, to_ms);
+    // Long-poll: between two polls no request is held; the next poll hears the drain.
+    assert!(
+        told >= 1 || t == TransportKind::LongPoll,
+        "the client's connection was told"
+    );
     let seen = until(&mut events, "drain schedule", |e| {
-        matches!(e, Event::ReconnectScheduled { cause: Cause::Drain, .. })
+        matches!(
+            e,
+            Event::ReconnectScheduled {
+                cause: Cause::Drain,
+                ..
+            }
+        )
     })
     .await;
-    let Some(Event::ReconnectScheduled { attempt, delay, .. }) = seen.last().map(|e| &e.event) else {
+    // Accept handshakes again: only the client's own wait is measured.
+    server.undrain();
+    let Some(Event::ReconnectScheduled { attempt, delay, .. }) = seen.last().map(|e| &e.event)
+    else {
         panic!("no schedule")
     };
     assert_eq!(*attempt, 0, "DRAIN-2: a drain is not a failure");

@@ -39,21 +39,43 @@ async fn backoff_6_streak_runs_on_paused_time() {
             panic!("driver ended")
         };
         match ev.event {
-            Event::Error { code: ErrorCode::AuthFailed, .. } => timeouts.push(ev.at),
+            Event::Error {
+                code: ErrorCode::AuthFailed,
+                ..
+            } => timeouts.push(ev.at),
             Event::ReconnectScheduled { delay, .. } => delays.push(delay),
-            Event::StateChanged { to: State::Failed { reason }, .. } => break (ev.at, reason),
+            Event::StateChanged {
+                to: State::Failed { reason },
+                ..
+            } => break (ev.at, reason),
             _ => {}
         }
     };
     assert_eq!(end.1, ErrorCode::AttemptsExhausted);
-    assert_eq!(timeouts.len(), 3, "three attempts, each timed out waiting for a token");
+    assert_eq!(
+        timeouts.len(),
+        3,
+        "three attempts, each timed out waiting for a token"
+    );
     assert_eq!(delays.len(), 2, "two backoff waits between them");
     // Virtual time: 3 × 10 s of token waits plus the two jittered delays, to the microsecond.
     let expected = Duration::from_secs(30) + delays.iter().sum::<Duration>();
     let diff = end.0.abs_diff(expected);
-    assert!(diff < Duration::from_millis(5), "virtual {:?} vs expected {expected:?}", end.0);
-    assert!(real.elapsed() < Duration::from_secs(5), "ran on paused time");
-    assert_eq!(client.state(), State::Failed { reason: ErrorCode::AttemptsExhausted });
+    assert!(
+        diff < Duration::from_millis(5),
+        "virtual {:?} vs expected {expected:?}",
+        end.0
+    );
+    assert!(
+        real.elapsed() < Duration::from_secs(5),
+        "ran on paused time"
+    );
+    assert_eq!(
+        client.state(),
+        State::Failed {
+            reason: ErrorCode::AttemptsExhausted
+        }
+    );
 }
 
 /// BACKOFF-7: the same seed reproduces the same delays; another seed draws others.
@@ -68,7 +90,10 @@ async fn backoff_7_seed_reproduces_delays() {
             })
             .seed(seed)
             .token_provider(|_f: bool| async {
-                Err::<String, _>(TokenError { fatal: false, message: "not yet".into() })
+                Err::<String, _>(TokenError {
+                    fatal: false,
+                    message: "not yet".into(),
+                })
             })
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
@@ -78,7 +103,10 @@ async fn backoff_7_seed_reproduces_delays() {
         while let Some(ev) = events.recv().await {
             match ev.event {
                 Event::ReconnectScheduled { delay, .. } => out.push(delay),
-                Event::StateChanged { to: State::Failed { .. }, .. } => break,
+                Event::StateChanged {
+                    to: State::Failed { .. },
+                    ..
+                } => break,
                 _ => {}
             }
         }

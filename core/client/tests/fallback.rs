@@ -20,20 +20,31 @@ fn fell(seen: &[tether::ClientEvent], from: TransportKind, to: TransportKind) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_2a_refused_upgrade_moves_to_sse() {
     let server = server().await;
-    server.apply_fault(FaultRule::always(Fault::RefuseUpgrade { status: 403 }).on(FaultTarget::WebSocket));
-    let client = build(Client::builder(server.endpoint_url()).policy(fast_policy()).seed(1));
+    server.apply_fault(
+        FaultRule::always(Fault::RefuseUpgrade { status: 403 }).on(FaultTarget::WebSocket),
+    );
+    let client = build(
+        Client::builder(server.endpoint_url())
+            .policy(fast_policy())
+            .seed(1),
+    );
     let mut events = client.events();
     client.connect().unwrap_or_else(|e| panic!("{e}"));
     let seen = up(&mut events).await;
     assert!(fell(&seen, WebSocket, Sse), "FALLBACK-3:\n{}", dump(&seen));
     assert!(
-        !seen.iter().any(|e| matches!(e.event, Event::ReconnectScheduled { .. })),
+        !seen
+            .iter()
+            .any(|e| matches!(e.event, Event::ReconnectScheduled { .. })),
         "FALLBACK-3: no backoff before the next rung:\n{}",
         dump(&seen)
     );
     assert_eq!(
         client.state(),
-        State::Degraded { transport: Sse, reason: ErrorCode::TransportBlocked }
+        State::Degraded {
+            transport: Sse,
+            reason: ErrorCode::TransportBlocked
+        }
     );
 }
 
@@ -41,7 +52,10 @@ async fn fallback_2a_refused_upgrade_moves_to_sse() {
 async fn fallback_2a_wrong_content_type_moves_to_long_poll() {
     let server = server().await;
     server.apply_fault(
-        FaultRule::always(Fault::WrongContentType { content_type: "text/html".into() }).on(FaultTarget::Sse),
+        FaultRule::always(Fault::WrongContentType {
+            content_type: "text/html".into(),
+        })
+        .on(FaultTarget::Sse),
     );
     let client = build(
         Client::builder(server.endpoint_url())
@@ -53,16 +67,29 @@ async fn fallback_2a_wrong_content_type_moves_to_long_poll() {
     client.connect().unwrap_or_else(|e| panic!("{e}"));
     let seen = up(&mut events).await;
     assert!(fell(&seen, Sse, LongPoll), "FALLBACK-3:\n{}", dump(&seen));
-    assert!(matches!(client.state(), State::Degraded { transport: LongPoll, .. }));
+    assert!(matches!(
+        client.state(),
+        State::Degraded {
+            transport: LongPoll,
+            ..
+        }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_2b_buffering_proxy_moves_to_long_poll() {
     let server = server().await;
     server.apply_fault(
-        FaultRule::always(Fault::BufferSse { events: None, ms: Some(10_000) }).on(FaultTarget::Sse),
+        FaultRule::always(Fault::BufferSse {
+            events: None,
+            ms: Some(10_000),
+        })
+        .on(FaultTarget::Sse),
     );
-    let policy = PolicyWire { open_timeout_ms: Some(300.0), ..fast_policy() };
+    let policy = PolicyWire {
+        open_timeout_ms: Some(300.0),
+        ..fast_policy()
+    };
     let client = build(
         Client::builder(server.endpoint_url())
             .transports(&[Sse, LongPoll])
@@ -72,7 +99,11 @@ async fn fallback_2b_buffering_proxy_moves_to_long_poll() {
     let mut events = client.events();
     client.connect().unwrap_or_else(|e| panic!("{e}"));
     let seen = up(&mut events).await;
-    assert!(fell(&seen, Sse, LongPoll), "FALLBACK-2b after two slow opens:\n{}", dump(&seen));
+    assert!(
+        fell(&seen, Sse, LongPoll),
+        "FALLBACK-2b after two slow opens:\n{}",
+        dump(&seen)
+    );
     let sse_opens = seen
         .iter()
         .filter(|e| matches!(e.event, Event::TransportSelected { transport: Sse }))
@@ -84,9 +115,16 @@ async fn fallback_2b_buffering_proxy_moves_to_long_poll() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_7_no_loss_across_rungs() {
     let server = server().await;
-    let client = build(Client::builder(server.endpoint_url()).policy(fast_policy()).seed(4));
+    let client = build(
+        Client::builder(server.endpoint_url())
+            .policy(fast_policy())
+            .seed(4),
+    );
     let mut events = client.events();
-    client.subscribe("f").await.unwrap_or_else(|e| panic!("{e}"));
+    client
+        .subscribe("f")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     client.connect().unwrap_or_else(|e| panic!("{e}"));
     up(&mut events).await;
     for i in 1..=10 {
@@ -94,21 +132,36 @@ async fn fallback_7_no_loss_across_rungs() {
     }
     let first = messages(&mut events, "f", 10).await;
     // The network turns hostile: upgrades refused, SSE answered by an HTML proxy.
-    server.apply_fault(FaultRule::always(Fault::RefuseUpgrade { status: 405 }).on(FaultTarget::WebSocket));
     server.apply_fault(
-        FaultRule::always(Fault::WrongContentType { content_type: "text/html".into() }).on(FaultTarget::Sse),
+        FaultRule::always(Fault::RefuseUpgrade { status: 405 }).on(FaultTarget::WebSocket),
+    );
+    server.apply_fault(
+        FaultRule::always(Fault::WrongContentType {
+            content_type: "text/html".into(),
+        })
+        .on(FaultTarget::Sse),
     );
     server.restart(false);
     for i in 11..=20 {
         let _ = server.publish("f", json!(i)).await;
     }
     let rest = messages(&mut events, "f", 10).await;
-    assert!(matches!(client.state(), State::Degraded { transport: LongPoll, .. }));
+    assert!(matches!(
+        client.state(),
+        State::Degraded {
+            transport: LongPoll,
+            ..
+        }
+    ));
     let seqs: Vec<u64> = first.iter().chain(rest.iter()).map(|(s, _)| *s).collect();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
     tokio::time::sleep(Duration::from_millis(100)).await;
     while let Some(ev) = events.try_recv() {
-        assert!(!matches!(ev.event, Event::Message { .. }), "duplicate: {:?}", ev.event);
+        assert!(
+            !matches!(ev.event, Event::Message { .. }),
+            "duplicate: {:?}",
+            ev.event
+        );
     }
 }
 
@@ -117,7 +170,11 @@ async fn fallback_7_no_loss_across_rungs() {
 async fn fallback_3_refused_tcp_is_not_blocking() {
     let server = server().await;
     server.stop_listening();
-    let client = build(Client::builder(server.endpoint_url()).policy(fast_policy()).seed(5));
+    let client = build(
+        Client::builder(server.endpoint_url())
+            .policy(fast_policy())
+            .seed(5),
+    );
     let mut events = client.events();
     client.connect().unwrap_or_else(|e| panic!("{e}"));
     let seen = until(&mut events, "three retries", |e| {
@@ -125,12 +182,21 @@ async fn fallback_3_refused_tcp_is_not_blocking() {
     })
     .await;
     assert!(
-        !seen.iter().any(|e| matches!(e.event, Event::Fallback { .. })),
+        !seen
+            .iter()
+            .any(|e| matches!(e.event, Event::Fallback { .. })),
         "no fallback on refused TCP:\n{}",
         dump(&seen)
     );
     server.resume_listening();
     let seen = up(&mut events).await;
-    assert!(!seen.iter().any(|e| matches!(e.event, Event::Fallback { .. })));
-    assert_eq!(client.state(), State::Connected { transport: WebSocket });
+    assert!(!seen
+        .iter()
+        .any(|e| matches!(e.event, Event::Fallback { .. })));
+    assert_eq!(
+        client.state(),
+        State::Connected {
+            transport: WebSocket
+        }
+    );
 }

@@ -13,7 +13,10 @@ const RA_MS: u64 = 300;
 
 async fn check_wait(server: &tether_server::Server, t: TransportKind) {
     let refused = log_of(server, LogKind::Handshake, t);
-    assert!(refused.len() >= 2, "a refused and a retried handshake: {refused:?}");
+    assert!(
+        refused.len() >= 2,
+        "a refused and a retried handshake: {refused:?}"
+    );
     let waited = Duration::from_micros(refused[1].at_us - refused[0].at_us);
     assert!(
         waited >= Duration::from_millis(RA_MS),

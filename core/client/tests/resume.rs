@@ -10,9 +10,14 @@ use tether::{Cause, Event, State, TransportKind};
 
 async fn killed_connection_resumes(t: TransportKind) {
     let server = server().await;
-    let client = builder(&server, t).build().unwrap_or_else(|e| panic!("{e}"));
+    let client = builder(&server, t)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut events = client.events();
-    client.subscribe("feed").await.unwrap_or_else(|e| panic!("{e}"));
+    client
+        .subscribe("feed")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     client.connect().unwrap_or_else(|e| panic!("{e}"));
     up(&mut events).await;
     let total = 60u64;
@@ -32,7 +37,11 @@ async fn killed_connection_resumes(t: TransportKind) {
     let got = messages(&mut events, "feed", total as usize).await;
     let _ = publisher.await;
     let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
-    assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "ORDER-1: every seq once, in order");
+    assert_eq!(
+        seqs,
+        (1..=total).collect::<Vec<_>>(),
+        "ORDER-1: every seq once, in order"
+    );
     let data: Vec<u64> = got
         .iter()
         .map(|(_, d)| d["i"].as_u64().unwrap_or(0))
@@ -48,8 +57,13 @@ async fn killed_connection_resumes(t: TransportKind) {
         );
     }
     // The reconnects resumed with a cursor (RESUME-2): the server saw handshakes carrying one.
-    let handshakes = server.log().entries(tether_server::LogKind::Handshake, Some(t.as_str()));
-    assert!(handshakes.len() >= 2, "expected reconnects, log: {handshakes:?}");
+    let handshakes = server
+        .log()
+        .entries(tether_server::LogKind::Handshake, Some(t.as_str()));
+    assert!(
+        handshakes.len() >= 2,
+        "expected reconnects, log: {handshakes:?}"
+    );
     assert!(
         handshakes.iter().skip(1).all(|h| h.cursor.is_some()),
         "RESUME-2: reconnects carry the cursor: {handshakes:?}"
@@ -74,12 +88,28 @@ async fn backoff_5_drop_reconnects_with_jitter() {
         matches!(e, Event::ReconnectScheduled { .. })
     })
     .await;
-    let Some(Event::ReconnectScheduled { attempt, delay, cause }) = seen.last().map(|e| &e.event) else {
+    let Some(Event::ReconnectScheduled {
+        attempt,
+        delay,
+        cause,
+    }) = seen.last().map(|e| &e.event)
+    else {
         panic!("no schedule")
     };
-    assert_eq!(*attempt, 1, "the first retry after a drop (n = 0 was drawn)");
+    assert_eq!(
+        *attempt, 1,
+        "the first retry after a drop (n = 0 was drawn)"
+    );
     assert_eq!(*cause, Cause::TransportError);
-    assert!(*delay <= Duration::from_millis(30), "U(0, base) with base 30 ms: {delay:?}");
+    assert!(
+        *delay <= Duration::from_millis(30),
+        "U(0, base) with base 30 ms: {delay:?}"
+    );
     up(&mut events).await;
-    assert_eq!(client.state(), State::Connected { transport: TransportKind::WebSocket });
+    assert_eq!(
+        client.state(),
+        State::Connected {
+            transport: TransportKind::WebSocket
+        }
+    );
 }

@@ -8,13 +8,21 @@ use tether::{Event, State, TransportKind};
 
 async fn connects_and_round_trips(t: TransportKind) {
     let server = server().await;
-    let client = builder(&server, t).build().unwrap_or_else(|e| panic!("{e}"));
+    let client = builder(&server, t)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut events = client.events();
-    client.subscribe("room").await.unwrap_or_else(|e| panic!("{e}"));
+    client
+        .subscribe("room")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     client.connect().unwrap_or_else(|e| panic!("{e}"));
     up(&mut events).await;
     assert_eq!(client.state(), State::Connected { transport: t });
-    server.publish("room", json!({"n": 1})).await.unwrap_or_else(|e| panic!("{e}"));
+    server
+        .publish("room", json!({"n": 1}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let got = messages(&mut events, "room", 1).await;
     assert_eq!(got[0].1, json!({"n": 1}));
     let handle = client
@@ -31,7 +39,16 @@ async fn connects_and_round_trips(t: TransportKind) {
     assert_eq!(got[0].1, json!({"from": "client"}));
     client.close().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(client.state(), State::Closed);
-    let closed = until(&mut events, "closed", |e| matches!(e, Event::StateChanged { to: State::Closed, .. })).await;
+    let closed = until(&mut events, "closed", |e| {
+        matches!(
+            e,
+            Event::StateChanged {
+                to: State::Closed,
+                ..
+            }
+        )
+    })
+    .await;
     assert!(!closed.is_empty());
 }
 

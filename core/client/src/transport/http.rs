@@ -4,7 +4,7 @@
 use super::{Emitter, Io};
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tether_engine::frame::encode_batch;
 use tether_engine::{ReadyAnswer, Token, TransportEvent, TransportFailure};
@@ -50,8 +50,14 @@ pub(crate) fn bearer(token: &Token) -> Option<HeaderValue> {
     Some(v)
 }
 
-/// The TLS configuration of every rung: rustls with the ring provider and the webpki roots.
-pub(crate) fn tls_config() -> Result<rustls::ClientConfig, String> {
+/// The TLS configuration of every rung and every client of the process: rustls with the ring
+/// provider and the webpki roots (immutable, so shared).
+pub(crate) fn shared_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    static TLS: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    TLS.get_or_init(|| tls_config().map(Arc::new)).clone()
+}
+
+fn tls_config() -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -79,7 +85,12 @@ pub(crate) fn http_client(tls: rustls::ClientConfig) -> Result<reqwest::Client, 
 
 /// The retry-after hint of an answer: `Tether-Retry-After-Ms`, else `Retry-After` seconds.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = get(TETHER_RETRY_AFTER_MS).and_then(|v| v.parse::<u64>().ok()) {
         return Some(Duration::from_millis(ms));
     }
@@ -150,8 +161,15 @@ pub(crate) async fn sender(
 ) {
     while let Some(frames) = batches.recv().await {
         let body = encode_batch(frames);
-        let mut req = io
-            .http
+        let http = match io.http() {
+            Ok(h) => h,
+            Err(e) => {
+                em.emit(TransportEvent::SendFailed(TransportFailure::Unreachable(e)))
+                    .await;
+                continue;
+            }
+        };
+        let mut req = http
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
@@ -160,9 +178,9 @@ pub(crate) async fn sender(
         }
         let event = match req.send().await {
             Err(e) => TransportEvent::SendFailed(request_failure(&e)),
-            Ok(resp) if !resp.status().is_success() => TransportEvent::SendFailed(
-                status_failure(resp.status().as_u16(), resp.headers()),
-            ),
+            Ok(resp) if !resp.status().is_success() => {
+                TransportEvent::SendFailed(status_failure(resp.status().as_u16(), resp.headers()))
+            }
             Ok(resp) => match read_capped(resp, io.max_body_bytes()).await {
                 Ok(body) => TransportEvent::SendReply(body),
                 Err(e) => TransportEvent::SendFailed(TransportFailure::Io(e)),
@@ -184,7 +202,10 @@ pub(crate) async fn probe_ready(io: Arc<Io>) -> ReadyAnswer {
     let base = io.endpoint.path().trim_end_matches('/');
     url.set_path(&format!("{base}/ready"));
     url.set_query(None);
-    let resp = match tokio::time::timeout(Duration::from_secs(10), io.http.get(url).send()).await {
+    let Ok(http) = io.http() else {
+        return ReadyAnswer::Failed;
+    };
+    let resp = match tokio::time::timeout(Duration::from_secs(10), http.get(url).send()).await {
         Ok(Ok(r)) => r,
         _ => return ReadyAnswer::Failed,
     };

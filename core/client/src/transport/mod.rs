@@ -12,7 +12,7 @@ pub(crate) mod poll;
 pub(crate) mod sse;
 pub(crate) mod ws;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tether_engine::{ConnId, OpenRequest, TransportEvent, TransportKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -46,9 +46,10 @@ pub(crate) enum ConnCommand {
 pub(crate) struct Io {
     /// The endpoint, e.g. `http://127.0.0.1:8787/tether`.
     pub endpoint: Url,
-    /// Pooled HTTP client for SSE, long-poll, `/send` and `/ready`.
-    pub http: reqwest::Client,
-    /// TLS for `wss://` (the same roots and provider as `http`).
+    /// Pooled HTTP client for SSE, long-poll, `/send` and `/ready`, built on first use (a
+    /// WebSocket-only client that never probes readiness never pays for one).
+    pub http: OnceLock<reqwest::Client>,
+    /// TLS for `wss://` and HTTPS: one configuration shared by every client of the process.
     pub tls: Arc<rustls::ClientConfig>,
     /// tungstenite settings (buffers and limits, see [`ws::config`]).
     pub ws_config: WebSocketConfig,
@@ -59,6 +60,15 @@ pub(crate) struct Io {
 }
 
 impl Io {
+    /// The HTTP client, built on first use.
+    pub fn http(&self) -> Result<&reqwest::Client, String> {
+        if let Some(c) = self.http.get() {
+            return Ok(c);
+        }
+        let built = http::http_client((*self.tls).clone())?;
+        Ok(self.http.get_or_init(|| built))
+    }
+
     /// The largest long-poll or POST answer body read (LIMIT-2).
     pub fn max_body_bytes(&self) -> usize {
         self.max_frame_bytes.saturating_mul(16)

@@ -129,7 +129,10 @@ fn one_poll(
         q.append_pair("hold_ms", hold_ms);
     }
     async move {
-        let mut get = io.http.get(url);
+        let mut get = match io.http() {
+            Ok(h) => h.get(url),
+            Err(e) => return Answer::Failed(TransportFailure::Unreachable(e)),
+        };
         if let Some(a) = &auth {
             get = get.header(AUTHORIZATION, a.clone());
         }
@@ -147,4 +150,3 @@ fn one_poll(
         }
     }
 }
-

@@ -23,8 +23,11 @@ pub(crate) async fn run(
     // RESUME-2: native clients can set headers, so the cursor travels as Last-Event-ID.
     let url = endpoint_url(&io.endpoint, "sse", &req.channels, None);
     let auth = req.token.as_ref().and_then(bearer);
-    let mut get = io
-        .http
+    let http = match io.http() {
+        Ok(h) => h,
+        Err(e) => return fail(&em, TransportFailure::Unreachable(e)).await,
+    };
+    let mut get = http
         .get(url)
         .header(ACCEPT, "text/event-stream")
         .header(CACHE_CONTROL, "no-cache");

@@ -79,9 +79,11 @@ pub async fn until(
 
 /// Wait until the client is up (Connected or Degraded).
 pub async fn up(events: &mut EventStream) -> Vec<ClientEvent> {
-    until(events, "connected", |e| {
-        matches!(e, Event::StateChanged { to, .. } if to.is_up())
-    })
+    until(
+        events,
+        "connected",
+        |e| matches!(e, Event::StateChanged { to, .. } if to.is_up()),
+    )
     .await
 }
 
@@ -90,7 +92,10 @@ pub async fn state(client: &Client, what: &str, pred: impl FnMut(&State) -> bool
     let mut w = client.state_watch();
     let r = tokio::time::timeout(WAIT, w.wait_for(pred)).await;
     if !matches!(r, Ok(Ok(_))) {
-        panic!("timed out waiting for state {what}; now {:?}", client.state());
+        panic!(
+            "timed out waiting for state {what}; now {:?}",
+            client.state()
+        );
     }
 }
 
@@ -105,7 +110,12 @@ pub async fn messages(
     let r = tokio::time::timeout(WAIT, async {
         while got.len() < n {
             let Some(ev) = events.recv().await else { break };
-            if let Event::Message { channel: c, seq, data } = &ev.event {
+            if let Event::Message {
+                channel: c,
+                seq,
+                data,
+            } = &ev.event
+            {
                 if c == channel {
                     got.push((*seq, data.clone()));
                 }

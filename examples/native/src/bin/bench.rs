@@ -1,0 +1,395 @@
+//! bench: throughput and idle memory of the tether client against raw tokio-tungstenite, and
+//! the engine's SSE parser against eventsource-stream. A normal program (not a timed test):
+//!
+//! ```text
+//! cargo run --release -p tether-examples --bin bench -- [--messages 50000] [--conns 1000]
+//! ```
+//!
+//! (a) messages/s received over WebSocket, tether client vs raw tokio-tungstenite (parsing
+//!     each frame as JSON, the least any client does), from the same in-process server
+//!     replaying the same backlog;
+//! (b) idle memory per WebSocket connection: VmRSS delta over N idle connections, tether
+//!     clients vs raw tokio-tungstenite with its default config, each measured in a fresh child
+//!     process against a server in another child process (so only client memory counts);
+//! (c) SSE parse throughput on the same bytes: the engine's parser vs eventsource-stream
+//!     (used here only as a benchmark peer; the client never uses it).
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tether::{Client, Event, Network, PolicyWire, State, TransportKind};
+use tether_examples::args;
+use tether_server::{Server, ServerConfig};
+use tokio_tungstenite::tungstenite::Message;
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Res<()> {
+    let a = args();
+    let num = |k: &str, d: usize| a.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    if a.contains_key("serve") {
+        return serve().await;
+    }
+    if let Some(kind) = a.get("mem") {
+        let port: u16 = a.get("port").and_then(|p| p.parse().ok()).ok_or("--port")?;
+        return mem_child(kind, port, num("conns", 1000)).await;
+    }
+    let messages = num("messages", 50_000);
+    let conns = num("conns", 1000);
+    if cfg!(debug_assertions) {
+        println!("note: debug build; run with --release for meaningful figures");
+    }
+    let started = Instant::now();
+
+    println!(
+        "(a) WebSocket receive throughput, {messages} messages replayed by an in-process server"
+    );
+    // Alternate three rounds and keep the medians (the replaying server is shared work).
+    let (mut raws, mut tethers) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        raws.push(raw_throughput(messages).await?);
+        tethers.push(tether_throughput(messages).await?);
+    }
+    let (raw_rate, tether_rate) = (median(raws), median(tethers));
+
+    println!("(b) idle memory per WebSocket connection, {conns} connections");
+    let (mut server, port) = spawn_server()?;
+    let raw_kib = mem_in_child("raw", port, conns)?;
+    let tether_kib = mem_in_child("tether", port, conns)?;
+    let _ = server.kill();
+    let _ = server.wait();
+
+    println!("(c) SSE parse throughput");
+    let (engine_mbs, es_mbs, mb) = sse_parse().await?;
+
+    println!();
+    println!("| measure                                  | tether        | peer          | tether/peer |");
+    println!("|------------------------------------------|---------------|---------------|-------------|");
+    println!(
+        "| (a) WS messages/s received               | {:>13.0} | {:>13.0} | {:>11.2} |",
+        tether_rate,
+        raw_rate,
+        tether_rate / raw_rate
+    );
+    println!(
+        "| (b) idle KiB per WS connection           | {:>13.1} | {:>13.1} | {:>11.2} |",
+        tether_kib,
+        raw_kib,
+        tether_kib / raw_kib
+    );
+    println!(
+        "| (c) SSE parse MB/s ({mb:.0} MB)               | {:>13.1} | {:>13.1} | {:>11.2} |",
+        engine_mbs,
+        es_mbs,
+        engine_mbs / es_mbs
+    );
+    println!();
+    println!(
+        "peers: (a) raw tokio-tungstenite + serde_json parse, (b) raw tokio-tungstenite default"
+    );
+    println!(
+        "WebSocketConfig (128 KiB read buffer), (c) eventsource-stream 0.2. Total {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn server_config(ring: usize) -> ServerConfig {
+    ServerConfig {
+        ring_capacity: ring.max(1024),
+        heartbeat: Duration::from_secs(30),
+        ..ServerConfig::default()
+    }
+}
+
+/// Raw peer: remember the hello cursor, publish the backlog, reconnect with the cursor and
+/// count the replayed messages.
+async fn raw_throughput(n: usize) -> Res<f64> {
+    let server = Server::start(server_config(n + 16)).await?;
+    let url = format!("{}?v=1&channels=raw", server.ws_url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+    let cursor = loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(t.as_str())?;
+                if v["type"] == "hello" {
+                    break v["cursor"].as_str().unwrap_or_default().to_owned();
+                }
+            }
+            Some(Ok(_)) => {}
+            _ => return Err("raw peer: no hello".into()),
+        }
+    };
+    let _ = ws.close(None).await;
+    for i in 0..n {
+        server
+            .publish("raw", json!({ "i": i, "pad": "0123456789abcdef" }))
+            .await?;
+    }
+    let start = Instant::now();
+    let url = format!("{url}&cursor={cursor}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+    let mut got = 0;
+    while got < n {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(t.as_str())?;
+                if v["type"] == "msg" {
+                    got += 1;
+                } else if v["type"] == "ping" {
+                    ws.send(Message::text(r#"{"type":"pong"}"#)).await?;
+                }
+            }
+            Some(Ok(_)) => {}
+            _ => return Err("raw peer: stream ended".into()),
+        }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    println!("    raw tokio-tungstenite: {rate:.0} msg/s");
+    Ok(rate)
+}
+
+/// Tether client: connect, go offline, publish the backlog, come back online (the engine
+/// resumes from its cursor) and count the delivered messages.
+async fn tether_throughput(n: usize) -> Res<f64> {
+    let server = Server::start(server_config(n + 16)).await?;
+    let client = Client::builder(server.endpoint_url())
+        .transports(&[TransportKind::WebSocket])
+        .policy(PolicyWire {
+            floor_ms: Some(1.0),
+            base_ms: Some(1.0),
+            ..PolicyWire::default()
+        })
+        .build()?;
+    let mut events = client.events();
+    client.subscribe("bench").await?;
+    client.connect()?;
+    client
+        .state_watch()
+        .wait_for(|s| matches!(s, State::Connected { .. }))
+        .await?;
+    client.set_network(Network::Offline)?;
+    for i in 0..n {
+        server
+            .publish("bench", json!({ "i": i, "pad": "0123456789abcdef" }))
+            .await?;
+    }
+    while events.try_recv().is_some() {}
+    let start = Instant::now();
+    client.set_network(Network::Online)?;
+    let mut got = 0;
+    while got < n {
+        match events.recv().await {
+            Some(ev) => {
+                if matches!(ev.event, Event::Message { .. }) {
+                    got += 1;
+                }
+            }
+            None => return Err("tether: driver ended".into()),
+        }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    println!("    tether client:         {rate:.0} msg/s");
+    client.close().await?;
+    Ok(rate)
+}
+
+/// Child mode: a reference server on a free port; prints `PORT n`, runs until killed.
+async fn serve() -> Res<()> {
+    let cfg = ServerConfig {
+        max_channels_per_connection: 16,
+        ..server_config(1024)
+    };
+    let server = Server::start(cfg).await?;
+    println!("PORT {}", server.addr().port());
+    std::io::stdout().flush()?;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn spawn_server() -> Res<(Child, u16)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--serve")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line)?;
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .ok_or("server child did not print its port")?;
+    Ok((child, port))
+}
+
+fn mem_in_child(kind: &str, port: u16, conns: usize) -> Res<f64> {
+    let out = Command::new(std::env::current_exe()?)
+        .args([
+            "--mem",
+            kind,
+            "--port",
+            &port.to_string(),
+            "--conns",
+            &conns.to_string(),
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kib = text
+        .lines()
+        .find_map(|l| l.strip_prefix("KIB_PER_CONN "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "{kind} child failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    println!("    {kind:<6}: {kib:.1} KiB per idle connection");
+    Ok(kib)
+}
+
+fn rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Child mode: open `n` idle connections of `kind`, print the RSS delta per connection.
+async fn mem_child(kind: &str, port: u16, n: usize) -> Res<()> {
+    let endpoint = format!("http://127.0.0.1:{port}/tether");
+    let ws_url = format!("ws://127.0.0.1:{port}/tether/ws?v=1&channels=idle");
+    // Warm up once (lazy statics, TLS roots, allocator arenas), then measure.
+    let kib = if kind == "raw" {
+        let mut keep = Vec::with_capacity(n + 1);
+        keep.push(raw_idle(&ws_url).await?);
+        let before = rss_kib();
+        for _ in 0..n {
+            keep.push(raw_idle(&ws_url).await?);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let delta = rss_kib() - before;
+        drop(keep);
+        delta
+    } else {
+        let mut keep = Vec::with_capacity(n + 1);
+        keep.push(tether_idle(&endpoint).await?);
+        let before = rss_kib();
+        for _ in 0..n {
+            keep.push(tether_idle(&endpoint).await?);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let delta = rss_kib() - before;
+        drop(keep);
+        delta
+    };
+    println!("KIB_PER_CONN {:.2}", kib / n as f64);
+    Ok(())
+}
+
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw connection with tokio-tungstenite's default config, after its hello was read.
+async fn raw_idle(url: &str) -> Res<RawWs> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    while let Some(m) = ws.next().await {
+        if let Message::Text(t) = m? {
+            if t.as_str().contains("\"hello\"") {
+                return Ok(ws);
+            }
+        }
+    }
+    Err("raw: no hello".into())
+}
+
+/// A tether client connected over WebSocket (hello received).
+async fn tether_idle(endpoint: &str) -> Res<Client> {
+    let client = Client::builder(endpoint)
+        .transports(&[TransportKind::WebSocket])
+        .build()?;
+    client.subscribe("idle").await?;
+    client.connect()?;
+    client
+        .state_watch()
+        .wait_for(|s| matches!(s, State::Connected { .. }))
+        .await?;
+    Ok(client)
+}
+
+/// The same SSE bytes through both parsers, in 4 KiB chunks.
+async fn sse_parse() -> Res<(f64, f64, f64)> {
+    use eventsource_stream::Eventsource;
+    use tether::engine::sse::{SseItem, SseLimits, SseParser};
+    let mut text = String::new();
+    let mut i = 0u64;
+    let mut comment_in = 50u32;
+    while text.len() < 32 << 20 {
+        text.push_str(&format!(
+            "id: e{i}\ndata: {{\"type\":\"msg\",\"channel\":\"feed\",\"seq\":{i},\"cursor\":\"e{i}\",\"data\":{{\"text\":\"hello world number {i}\"}}}}\n\n"
+        ));
+        i += 1;
+        // A comment line every 50 events, as servers send heartbeats (SSE-3).
+        comment_in -= 1;
+        if comment_in == 0 {
+            text.push_str(": keep-alive\n");
+            comment_in = 50;
+        }
+    }
+    let bytes = text.into_bytes();
+    let mb = bytes.len() as f64 / 1e6;
+    let chunks: Vec<Vec<u8>> = bytes.chunks(4096).map(<[u8]>::to_vec).collect();
+
+    let start = Instant::now();
+    let mut parser = SseParser::new(SseLimits::default());
+    let mut out = Vec::new();
+    let mut events = 0u64;
+    for c in &chunks {
+        parser.feed(c, &mut out).map_err(|e| e.to_string())?;
+        events += out
+            .iter()
+            .filter(|x| matches!(x, SseItem::Event(_)))
+            .count() as u64;
+        out.clear();
+    }
+    let engine_mbs = mb / start.elapsed().as_secs_f64();
+
+    let owned = chunks.clone();
+    let start = Instant::now();
+    let stream = futures_util::stream::iter(owned.into_iter().map(Ok::<_, std::io::Error>));
+    let mut es = stream.eventsource();
+    let mut peer_events = 0u64;
+    while let Some(ev) = es.next().await {
+        ev.map_err(|e| e.to_string())?;
+        peer_events += 1;
+    }
+    let es_mbs = mb / start.elapsed().as_secs_f64();
+    if events != i || peer_events != i {
+        return Err(format!(
+            "parsers disagree: engine {events}, eventsource-stream {peer_events}, expected {i}"
+        )
+        .into());
+    }
+    println!("    engine parser: {engine_mbs:.1} MB/s, eventsource-stream: {es_mbs:.1} MB/s ({events} events)");
+    Ok((engine_mbs, es_mbs, mb))
+}
