@@ -89,6 +89,9 @@ pub enum TransportFailure {
     WrongContentType(String),
     /// The connection broke after it opened (I/O error, reset, EOF without close frame).
     Io(String),
+    /// The transport refused an inbound message over `max_frame_bytes` before buffering
+    /// it, and closed the connection with 1009 (LIMIT-1).
+    FrameTooLarge(String),
 }
 
 /// What a transport reports about connection `conn` (CONN-4).

@@ -349,6 +349,22 @@ fn limit_1_ten_megabyte_frame_closes_1009_and_resumes() {
 }
 
 #[test]
+fn limit_1_transport_refused_oversized_message_resumes() {
+    let mut s = Sim::default_sim();
+    s.subscribe("a");
+    let c = s.connect_up();
+    s.msg(c, "a", 1);
+    s.failed(
+        c,
+        tether_engine::TransportFailure::FrameTooLarge("message too big".into()),
+    );
+    assert!(s.errors().contains(&ErrorCode::FrameTooLarge));
+    assert!(is_reconnecting(&s.state()));
+    let o = s.step_to_open();
+    assert_eq!(o.cursor.as_deref(), Some("a:1"), "resumed");
+}
+
+#[test]
 fn limit_2_body_over_16_times_max_frame() {
     let mut cfg = config();
     cfg.transports = vec![LongPoll];

@@ -154,16 +154,16 @@ async fn pump(socket: Socket, mut rx: mpsc::UnboundedReceiver<ConnCommand>, em: 
                         if close_seen {
                             return;
                         }
-                        let detail = match &e {
+                        let failure = match &e {
                             WsError::Capacity(c) => {
                                 // LIMIT-1: refused before buffering; tell the server why (1009).
                                 let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close(1009, "message too big"))).await;
-                                format!("frame_too_large: {c}")
+                                TransportFailure::FrameTooLarge(c.to_string())
                             }
-                            other => other.to_string(),
+                            other => TransportFailure::Io(other.to_string()),
                         };
-                        tracing::info!(error = %detail, "websocket failed");
-                        em.emit(TransportEvent::Failed(TransportFailure::Io(detail))).await;
+                        tracing::info!(error = ?failure, "websocket failed");
+                        em.emit(TransportEvent::Failed(failure)).await;
                         return;
                     }
                     None => {

@@ -67,6 +67,18 @@ impl Engine {
                     self.attempt_failed(now, Cause::TransportError, c.sse_retry)
                 }
             }
+            TransportFailure::FrameTooLarge(detail) => {
+                // LIMIT-1: the transport refused an oversized message before buffering it.
+                self.events.push_back(Event::Error {
+                    code: ErrorCode::FrameTooLarge,
+                    detail,
+                });
+                if up {
+                    self.connection_lost(now, c.sse_retry, Cause::ProtocolError)
+                } else {
+                    self.attempt_failed(now, Cause::ProtocolError, c.sse_retry)
+                }
+            }
             TransportFailure::WrongContentType(ct) => {
                 self.events.push_back(Event::Error {
                     code: ErrorCode::TransportBlocked,
