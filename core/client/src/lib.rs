@@ -48,6 +48,7 @@ mod client;
 pub mod clock;
 mod driver;
 mod error;
+pub mod store;
 mod token;
 mod transport;
 

@@ -72,6 +72,9 @@ async fn run() -> Res<()> {
     println!("(c) SSE parse throughput");
     let (engine_mbs, es_mbs, mb) = sse_parse().await?;
 
+    println!("(d) durable outbox appends (FileStore vs raw write + fdatasync)");
+    let (store_rate, fsync_rate) = store_rates(num("appends", 500))?;
+
     println!();
     println!("| measure                                  | tether        | peer          | tether/peer |");
     println!("|------------------------------------------|---------------|---------------|-------------|");
@@ -93,12 +96,19 @@ async fn run() -> Res<()> {
         es_mbs,
         engine_mbs / es_mbs
     );
+    println!(
+        "| (d) durable outbox appends/s             | {:>13.0} | {:>13.0} | {:>11.2} |",
+        store_rate,
+        fsync_rate,
+        store_rate / fsync_rate
+    );
     println!();
     println!(
         "peers: (a) raw tokio-tungstenite + serde_json parse, (b) raw tokio-tungstenite default"
     );
     println!(
-        "WebSocketConfig (128 KiB read buffer), (c) eventsource-stream 0.2. Total {:.1} s.",
+        "WebSocketConfig (128 KiB read buffer), (c) eventsource-stream 0.2, (d) the same bytes\n\
+         appended to a plain file with write_all + sync_data each. Total {:.1} s.",
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -392,4 +402,40 @@ async fn sse_parse() -> Res<(f64, f64, f64)> {
     }
     println!("    engine parser: {engine_mbs:.1} MB/s, eventsource-stream: {es_mbs:.1} MB/s ({events} events)");
     Ok((engine_mbs, es_mbs, mb))
+}
+
+/// (d) FileStore appends (framed, CRC'd, fsynced) against the floor of any durable
+/// append: a raw `write_all` + `sync_data` of the same bytes, in the same directory.
+fn store_rates(n: usize) -> Res<(f64, f64)> {
+    use std::io::Write;
+    use tether::engine::store::{OutboxRecord, Store};
+    let dir = std::env::temp_dir().join(format!("tether-bench-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let record = |i: usize| OutboxRecord {
+        id: format!("bench-{i}"),
+        channel: "bench".into(),
+        data: format!("{{\"n\":{i},\"text\":\"{}\"}}", "x".repeat(64)),
+        enqueued_unix_ms: 0,
+    };
+    let mut store = tether::store::file::FileStore::open(dir.join("store"))?;
+    let t = Instant::now();
+    for i in 0..n {
+        store.append(&record(i))?;
+    }
+    let store_rate = n as f64 / t.elapsed().as_secs_f64();
+    let mut raw = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("raw.log"))?;
+    let t = Instant::now();
+    for i in 0..n {
+        let bytes = serde_json::to_vec(&record(i))?;
+        raw.write_all(&bytes)?;
+        raw.sync_data()?;
+    }
+    let fsync_rate = n as f64 / t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("    FileStore: {store_rate:.0} appends/s, raw write+fdatasync: {fsync_rate:.0}/s");
+    Ok((store_rate, fsync_rate))
 }

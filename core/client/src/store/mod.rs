@@ -1,0 +1,3 @@
+//! Durable stores for the outbox and memo.
+
+pub mod file;
