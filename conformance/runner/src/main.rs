@@ -1,1 +1,243 @@
-fn main() {}
+//! tether-conformance: `run` (the main job), `list` and `storm`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tether_conformance::adapter::AdapterCmd;
+use tether_conformance::cli::{self, Cli, RunArgs};
+use tether_conformance::report;
+use tether_conformance::scenario::{self, Case};
+use tether_conformance::spec::Spec;
+use tether_conformance::suite::{self, RunOptions};
+use tether_conformance::{checks, glob, native, outcome, protocol, storm};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match cli {
+        Cli::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Cli::Adapter(a) => match native::parse_args(&a).map_err(|e| e.to_string()) {
+            Ok(brk) => match native::run_stdio(brk) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("adapter: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("adapter: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cli::Storm(p) => {
+            let r = storm::simulate(&p);
+            print!("{}", storm::render(&p, &r));
+            ExitCode::SUCCESS
+        }
+        Cli::List(r) => list(&r),
+        Cli::Run(r) => run(r),
+    }
+}
+
+fn load(r: &RunArgs) -> Result<Vec<Case>, String> {
+    let cases = scenario::load(r.scenarios.as_deref()).map_err(|e| e.to_string())?;
+    let spec = Spec::embedded();
+    for c in &cases {
+        if let Some(id) = c.covers.iter().find(|id| spec.get(id).is_none()) {
+            return Err(format!("case {}: covers unknown requirement {id}", c.name));
+        }
+        if let Some(cap) = c
+            .requires
+            .iter()
+            .find(|cap| !protocol::CAPABILITIES.contains(&cap.as_str()))
+        {
+            return Err(format!(
+                "case {}: requires unknown capability {cap}",
+                c.name
+            ));
+        }
+        for ch in &c.checks {
+            if !checks::NAMES.contains(&ch.check.as_str()) {
+                return Err(format!("case {}: unknown check {}", c.name, ch.check));
+            }
+        }
+    }
+    Ok(cases
+        .into_iter()
+        .filter(|c| glob::selected(&c.name, &r.include, &r.exclude))
+        .collect())
+}
+
+fn list(r: &RunArgs) -> ExitCode {
+    let spec = Spec::embedded();
+    match load(r) {
+        Ok(cases) => {
+            for c in &cases {
+                let level = outcome::case_level(&spec, &c.covers);
+                println!(
+                    "{:<50} {:<9} {:<24} {}",
+                    c.name,
+                    level.as_str(),
+                    c.covers.join(" "),
+                    if c.requires.is_empty() {
+                        String::new()
+                    } else {
+                        format!("requires {}", c.requires.join(","))
+                    }
+                );
+            }
+            println!("{} cases", cases.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The repository's conformance directory (compile-time), if it still exists.
+fn conformance_dir() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    p.join("scenarios")
+        .is_dir()
+        .then(|| p.canonicalize().unwrap_or(p))
+}
+
+/// The native adapter: the binary next to this one, else this binary's built-in copy.
+fn native_adapter() -> Result<AdapterCmd, String> {
+    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let name = format!("tether-adapter-native{}", std::env::consts::EXE_SUFFIX);
+    let sibling = me.with_file_name(name);
+    if sibling.is_file() {
+        return Ok(AdapterCmd {
+            program: sibling,
+            args: Vec::new(),
+        });
+    }
+    Ok(AdapterCmd {
+        program: me,
+        args: vec!["__adapter-native".into()],
+    })
+}
+
+fn run(r: RunArgs) -> ExitCode {
+    let spec = Spec::embedded();
+    let cases = match load(&r) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cases.is_empty() {
+        eprintln!("error: no case selected");
+        return ExitCode::from(2);
+    }
+    let default_adapter = r.adapter.is_none();
+    let adapter = match &r.adapter {
+        Some(line) => match AdapterCmd::parse(line) {
+            Some(a) => a,
+            None => {
+                eprintln!("error: empty --adapter");
+                return ExitCode::from(2);
+            }
+        },
+        None => match native_adapter() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let known_path = r.known_failures.clone().or_else(|| {
+        default_adapter
+            .then(|| conformance_dir().map(|d| d.join("known-failures/native.txt")))
+            .flatten()
+            .filter(|p| p.is_file())
+    });
+    let known_failures = match &known_path {
+        Some(p) => match outcome::load_known_failures(p) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Default::default(),
+    };
+    let opts = RunOptions {
+        adapter,
+        jobs: r.jobs.unwrap_or(4),
+        known_failures,
+        progress: true,
+    };
+    eprintln!(
+        "tether-conformance: {} cases, adapter `{}`, {} jobs{}",
+        cases.len(),
+        opts.adapter.display(),
+        opts.jobs,
+        known_path
+            .as_ref()
+            .map(|p| format!(", known failures {}", p.display()))
+            .unwrap_or_default()
+    );
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rep = rt.block_on(suite::run(&spec, cases, &opts));
+    print!("{}", report::terminal::render(&rep, r.verbose));
+    if !r.no_reports {
+        let out = r
+            .out
+            .clone()
+            .or_else(|| conformance_dir().map(|d| d.join("reports/out")))
+            .unwrap_or_else(|| PathBuf::from("conformance-reports"));
+        let path =
+            |given: &Option<PathBuf>, name: &str| given.clone().unwrap_or_else(|| out.join(name));
+        let writes: [(PathBuf, Result<String, String>); 3] = [
+            (
+                path(&r.json, "report.json"),
+                report::json::render(&rep).map_err(|e| e.to_string()),
+            ),
+            (
+                path(&r.junit, "report.xml"),
+                Ok(report::junit::render(&rep)),
+            ),
+            (path(&r.html, "report.html"), Ok(report::html::render(&rep))),
+        ];
+        for (p, body) in writes {
+            let res = body.and_then(|b| {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                std::fs::write(&p, b).map_err(|e| e.to_string())
+            });
+            match res {
+                Ok(()) => println!("wrote {}", p.display()),
+                Err(e) => eprintln!("could not write {}: {e}", p.display()),
+            }
+        }
+    }
+    if rep.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

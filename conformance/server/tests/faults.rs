@@ -80,7 +80,7 @@ async fn fallback_2_refuse_upgrade_has_no_tether_error() {
 async fn swallow_upgrade_never_answers() {
     let s = default_server().await;
     s.apply_fault(once(FaultTarget::Sse, Fault::SwallowUpgrade));
-    let client = reqwest::Client::builder()
+    let client = client_builder()
         .timeout(Duration::from_millis(300))
         .build()
         .expect("client");
@@ -468,7 +468,7 @@ async fn long_poll_followup_faults() {
         Fault::Blackhole { after_ms: 0 },
     ));
     poll_frames(&s, "hello=1&channels=a").await;
-    let client = reqwest::Client::builder()
+    let client = client_builder()
         .timeout(Duration::from_millis(300))
         .build()
         .expect("client");

@@ -90,11 +90,19 @@ pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     }
 }
 
-pub fn http() -> reqwest::Client {
+/// A reqwest builder that works however the workspace unifies reqwest's features:
+/// the client crate turns on `rustls-no-provider`, so a process-wide rustls provider
+/// must exist before any reqwest client is built.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    static TLS: std::sync::Once = std::sync::Once::new();
+    TLS.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
     reqwest::Client::builder()
-        .timeout(T)
-        .build()
-        .expect("client")
+}
+
+pub fn http() -> reqwest::Client {
+    client_builder().timeout(T).build().expect("client")
 }
 
 /// An incremental SSE reader over a streaming response.
@@ -116,7 +124,7 @@ pub struct Event {
 
 impl Sse {
     pub async fn open(url: &str, last_event_id: Option<&str>) -> Sse {
-        let mut req = reqwest::Client::new().get(url);
+        let mut req = client_builder().build().expect("client").get(url);
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
