@@ -82,7 +82,10 @@ impl Verdict {
 }
 
 /// Names of every check, for `list` and validation.
-pub const NAMES: [&str; 21] = [
+pub const NAMES: [&str; 24] = [
+    "event_gap",
+    "log_intervals",
+    "make_before_break",
     "field_range",
     "backoff_distribution",
     "never_earlier_than",
@@ -134,6 +137,9 @@ pub fn run(spec: &CheckSpec, ctx: &Ctx) -> Result<Verdict, String> {
         "count" => Ok(count(params(spec)?, ctx)),
         "message_counts" => Ok(message_counts(params(spec)?, ctx)),
         "field_range" => Ok(field_range(params(spec)?, ctx)),
+        "event_gap" => Ok(event_gap(params(spec)?, ctx)),
+        "log_intervals" => Ok(log_intervals(params(spec)?, ctx)),
+        "make_before_break" => Ok(make_before_break(params(spec)?, ctx)),
         other => Err(format!("unknown check `{other}`")),
     }
 }
@@ -1059,6 +1065,12 @@ struct LogP {
     #[serde(default)]
     after_mark: Option<String>,
     #[serde(default)]
+    before_mark: Option<String>,
+    #[serde(default)]
+    cursor_min_bytes: Option<usize>,
+    #[serde(default)]
+    cursor_max_bytes: Option<usize>,
+    #[serde(default)]
     min: Option<usize>,
     #[serde(default)]
     max: Option<usize>,
@@ -1096,10 +1108,28 @@ fn server_log(p: LogP, ctx: &Ctx) -> Verdict {
             }
         },
     };
+    let until = match &p.before_mark {
+        None => u64::MAX,
+        Some(m) => match mark(ctx, m, 0) {
+            Some(m) => m.at_us,
+            None => {
+                v.fail(format!("no mark `{m}`"));
+                return v;
+            }
+        },
+    };
     let n = ctx
         .log
         .iter()
-        .filter(|e| e.kind == kind && e.at_us >= since)
+        .filter(|e| e.kind == kind && e.at_us >= since && e.at_us < until)
+        .filter(|e| {
+            p.cursor_min_bytes
+                .is_none_or(|b| e.cursor.as_ref().is_some_and(|c| c.len() >= b))
+        })
+        .filter(|e| {
+            p.cursor_max_bytes
+                .is_none_or(|b| e.cursor.as_ref().is_some_and(|c| c.len() <= b))
+        })
         .filter(|e| {
             p.transport
                 .as_ref()
@@ -1373,6 +1403,8 @@ struct CountP {
     max: Option<usize>,
     #[serde(default)]
     after_mark: Option<String>,
+    #[serde(default)]
+    before_mark: Option<String>,
 }
 
 /// The number of events matching `event` is within `[min, max]`.
@@ -1385,7 +1417,18 @@ fn count(p: CountP, ctx: &Ctx) -> Verdict {
             return v;
         }
     };
-    let n = ctx.events[start.min(ctx.events.len())..]
+    let end = match &p.before_mark {
+        None => ctx.events.len(),
+        Some(_) => match start_index(ctx, &p.before_mark) {
+            Ok(i) => i,
+            Err(e) => {
+                v.fail(e);
+                return v;
+            }
+        },
+    };
+    let end = end.min(ctx.events.len());
+    let n = ctx.events[start.min(end)..end]
         .iter()
         .filter(|e| matches(&p.event, &e.v))
         .count();
@@ -1489,6 +1532,193 @@ fn field_range(p: RangeP, ctx: &Ctx) -> Verdict {
             ));
             break;
         }
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventGapP {
+    from: Value,
+    to: Value,
+    #[serde(default)]
+    min_ms: Option<f64>,
+    #[serde(default)]
+    max_ms: Option<f64>,
+}
+
+/// On the adapter's clock: from the first event matching `from` to the first event matching
+/// `to` after it, within `[min_ms, max_ms]` (e.g. ORDER-4's 5 s gap timeout).
+fn event_gap(p: EventGapP, ctx: &Ctx) -> Verdict {
+    let mut v = Verdict::pass();
+    let Some(i) = ctx.events.iter().position(|e| matches(&p.from, &e.v)) else {
+        v.fail(format!("no event matches {}", p.from));
+        return v;
+    };
+    let Some(b) = ctx.events[i..].iter().find(|e| matches(&p.to, &e.v)) else {
+        v.fail(format!("no event matches {} after {}", p.to, p.from));
+        return v;
+    };
+    let gap = b.t_ms - ctx.events[i].t_ms;
+    v.metric("gap_ms", json!(gap));
+    v.note(format!("{gap:.1} ms from {} to {}", p.from, p.to));
+    if p.min_ms.is_some_and(|m| gap < m) || p.max_ms.is_some_and(|m| gap > m) {
+        v.fail(format!(
+            "{gap:.1} ms from {} to {}, want [{}, {}]",
+            p.from,
+            p.to,
+            p.min_ms.map_or("-".into(), |m| m.to_string()),
+            p.max_ms.map_or("-".into(), |m| m.to_string())
+        ));
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntervalsP {
+    kind: String,
+    #[serde(default)]
+    transport: Option<String>,
+    after_mark: String,
+    #[serde(default)]
+    before_mark: Option<String>,
+    /// Consecutive entries at least this far apart (minus `granularity_ms`).
+    #[serde(default)]
+    min_interval_ms: Option<f64>,
+    /// The first entry at least this long after `after_mark` (minus `granularity_ms`).
+    #[serde(default)]
+    first_after_ms: Option<f64>,
+    #[serde(default = "d5")]
+    granularity_ms: f64,
+    #[serde(default)]
+    min: Option<usize>,
+    #[serde(default)]
+    max: Option<usize>,
+}
+
+/// Server-observed spacing of log entries between two marks (READY-4: at most one probe per
+/// interval, the first not before half an interval).
+fn log_intervals(p: IntervalsP, ctx: &Ctx) -> Verdict {
+    let mut v = Verdict::pass();
+    let Some(from) = mark(ctx, &p.after_mark, 0).map(|m| m.at_us) else {
+        v.fail(format!("no mark `{}`", p.after_mark));
+        return v;
+    };
+    let until = match &p.before_mark {
+        None => u64::MAX,
+        Some(m) => match mark(ctx, m, 0) {
+            Some(m) => m.at_us,
+            None => {
+                v.fail(format!("no mark `{m}`"));
+                return v;
+            }
+        },
+    };
+    let ts: Vec<u64> = ctx
+        .log
+        .iter()
+        .filter(|e| format!("{:?}", e.kind).eq_ignore_ascii_case(&p.kind.replace('_', "")))
+        .filter(|e| {
+            p.transport
+                .as_ref()
+                .is_none_or(|t| e.transport.as_ref() == Some(t))
+        })
+        .filter(|e| e.at_us >= from && e.at_us < until)
+        .map(|e| e.at_us)
+        .collect();
+    let gaps: Vec<f64> = ts.windows(2).map(|w| ms(w[1] - w[0])).collect();
+    v.metric("entries", json!(ts.len()));
+    v.metric("intervals_ms", json!(gaps));
+    v.note(format!(
+        "{} {} entries; intervals {:?} ms",
+        ts.len(),
+        p.kind,
+        gaps.iter().map(|g| g.round()).collect::<Vec<_>>()
+    ));
+    if p.min.is_some_and(|m| ts.len() < m) || p.max.is_some_and(|m| ts.len() > m) {
+        v.fail(format!(
+            "{} {} entries between the marks, want [{}, {}]",
+            ts.len(),
+            p.kind,
+            p.min.map_or("-".into(), |m| m.to_string()),
+            p.max.map_or("-".into(), |m| m.to_string())
+        ));
+    }
+    if let (Some(min), Some(g)) = (p.min_interval_ms, gaps.iter().copied().reduce(f64::min)) {
+        if g < min - p.granularity_ms {
+            v.fail(format!(
+                "two {} entries {g:.1} ms apart, want at least {min} ms",
+                p.kind
+            ));
+        }
+    }
+    if let (Some(first), Some(t)) = (p.first_after_ms, ts.first()) {
+        let d = ms(t - from);
+        if d < first - p.granularity_ms {
+            v.fail(format!(
+                "the first {} entry came {d:.1} ms after `{}`, want at least {first} ms",
+                p.kind, p.after_mark
+            ));
+        }
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MbbP {
+    transport: String,
+    after_mark: String,
+}
+
+/// WIRE-11 / NET-3 / FALLBACK-6 seen from the server: after the mark a new connection opens
+/// while the old one is still open, and the old one closes after that.
+fn make_before_break(p: MbbP, ctx: &Ctx) -> Verdict {
+    let mut v = Verdict::pass();
+    let Some(from) = mark(ctx, &p.after_mark, 0).map(|m| m.at_us) else {
+        v.fail(format!("no mark `{}`", p.after_mark));
+        return v;
+    };
+    let on = |e: &&LogEntry| e.transport.as_deref() == Some(p.transport.as_str());
+    let opened = |k: LogKind, c: u64| {
+        ctx.log
+            .iter()
+            .filter(on)
+            .find(|e| e.kind == k && e.conn == Some(c))
+            .map(|e| e.at_us)
+    };
+    // The connection open at the mark.
+    let old = ctx
+        .log
+        .iter()
+        .filter(on)
+        .filter(|e| e.kind == LogKind::Open && e.at_us < from)
+        .filter_map(|e| e.conn)
+        .rfind(|c| opened(LogKind::Close, *c).is_none_or(|t| t >= from));
+    let new = ctx
+        .log
+        .iter()
+        .filter(on)
+        .find(|e| e.kind == LogKind::Open && e.at_us >= from);
+    let (Some(old), Some(new)) = (old, new) else {
+        v.fail(format!(
+            "no {} connection open at `{}` and another one opened after it",
+            p.transport, p.after_mark
+        ));
+        return v;
+    };
+    match opened(LogKind::Close, old) {
+        None => v.fail(format!("the old connection {old} was never closed")),
+        Some(t) if t < new.at_us => v.fail(format!(
+            "the old connection {old} closed {:.1} ms before the new one opened (break before make)",
+            ms(new.at_us - t)
+        )),
+        Some(t) => v.note(format!(
+            "connection {} opened, old {old} closed {:.1} ms later",
+            new.conn.unwrap_or(0),
+            ms(t - new.at_us)
+        )),
     }
     v
 }

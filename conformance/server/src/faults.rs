@@ -182,6 +182,88 @@ pub enum Fault {
         /// The hint.
         after_ms: u64,
     },
+    /// WebSocket/SSE: deliver the `msg` frames of `channel` (absent: every channel) out of
+    /// order: each group of `window` consecutive messages is sent reversed (window 2 swaps
+    /// adjacent pairs: N+1 before N). A group still incomplete `flush_ms` after its first
+    /// message is sent reversed as it is (ORDER-3).
+    Reorder {
+        /// The channel (absent: every channel).
+        #[serde(default)]
+        channel: Option<String>,
+        /// Messages per reversed group (at least 2).
+        #[serde(default = "default_two")]
+        window: usize,
+        /// Send an incomplete group after this many milliseconds.
+        #[serde(default = "default_flush_ms")]
+        flush_ms: u64,
+    },
+    /// WebSocket/SSE: let `after` messages of `channel` (absent: every channel) through,
+    /// then withhold the next `skip` (a gap in `seq`); later messages go on normally. The
+    /// withheld ones are sent, in order, `deliver_after_ms` after the first was withheld
+    /// (the gap fills late, ORDER-3), or never when absent (ORDER-4). (`skip`, not `count`:
+    /// `count` is the rule's own field.)
+    SkipSeq {
+        /// The channel (absent: every channel).
+        #[serde(default)]
+        channel: Option<String>,
+        /// How many messages to withhold.
+        #[serde(default = "default_one")]
+        skip: usize,
+        /// Messages let through before the gap.
+        #[serde(default)]
+        after: usize,
+        /// Send the withheld messages this long after the first was withheld.
+        #[serde(default)]
+        deliver_after_ms: Option<u64>,
+    },
+    /// Answer publishes with a non-terminal `error{code, id}` instead of storing and acking
+    /// them (OUTBOX-7). WebSocket: every publish of the connection; `send`: every publish of
+    /// the `POST /send` (each POST consumes one of `count`).
+    RejectPublish {
+        /// The error code.
+        code: String,
+    },
+    /// After the hello and `subscribed` frames, send `error{code, message?, id?, terminal}`
+    /// (ERR-3), then go on normally. Long-poll: appended to the hello poll's answer.
+    ErrorFrame {
+        /// The error code.
+        code: String,
+        /// The `terminal` flag.
+        #[serde(default)]
+        terminal: bool,
+        /// The `id` field (a publish id).
+        #[serde(default)]
+        id: Option<String>,
+        /// The `message` field.
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// WebSocket/SSE: after `after` messages, every `msg` carries a cursor of `bytes` bytes
+    /// (the real cursor, then an unreadable padding; at most 1 MiB), also as the SSE `id:`
+    /// (LIMIT-4). A client that kept it and resumed with it gets its channels reset.
+    LongCursor {
+        /// The cursor length (LIMIT-4 limit: 1,024).
+        #[serde(default = "default_long_cursor")]
+        bytes: usize,
+        /// Messages sent with their real cursor first.
+        #[serde(default)]
+        after: usize,
+    },
+    /// SSE: write these raw chunks (JSON strings: any text, `\r`, `\ufeff`...) one per
+    /// write, `gap_ms` apart, after the hello and `subscribed` events; then go on normally,
+    /// or end the response when `end`. Placeholders: `${hello}` (the hello frame's JSON;
+    /// when a chunk holds it the server sends no handshake events of its own),
+    /// `${subscribed}` (the `subscribed` events, encoded) and `${cursor}` (the hello's cursor).
+    SseRaw {
+        /// The chunks, written one by one.
+        chunks: Vec<String>,
+        /// Pause between chunks.
+        #[serde(default = "default_chunk_gap")]
+        gap_ms: u64,
+        /// End the response after the last chunk.
+        #[serde(default)]
+        end: bool,
+    },
     /// Action: drop every connection; `lose_state` replaces the store by an empty one with a
     /// new epoch; `down_ms` keeps the listener closed that long.
     Restart {
@@ -222,6 +304,18 @@ fn default_html() -> String {
 fn default_one() -> usize {
     1
 }
+fn default_two() -> usize {
+    2
+}
+fn default_flush_ms() -> u64 {
+    500
+}
+fn default_long_cursor() -> usize {
+    2048
+}
+fn default_chunk_gap() -> u64 {
+    15
+}
 fn default_oversized() -> usize {
     10 * 1024 * 1024
 }
@@ -255,7 +349,15 @@ impl Fault {
     /// True when the fault can act on `target`.
     pub fn applies_to(&self, target: FaultTarget) -> bool {
         match self {
-            Fault::BufferSse { .. } | Fault::SseRetry { .. } => target == FaultTarget::Sse,
+            Fault::BufferSse { .. } | Fault::SseRetry { .. } | Fault::SseRaw { .. } => {
+                target == FaultTarget::Sse
+            }
+            Fault::Reorder { .. } | Fault::SkipSeq { .. } | Fault::LongCursor { .. } => {
+                matches!(target, FaultTarget::WebSocket | FaultTarget::Sse)
+            }
+            Fault::RejectPublish { .. } => {
+                matches!(target, FaultTarget::WebSocket | FaultTarget::Send)
+            }
             Fault::RefuseUpgrade { .. }
             | Fault::SwallowUpgrade
             | Fault::Status { .. }

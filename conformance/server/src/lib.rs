@@ -23,6 +23,7 @@ mod poll;
 mod ready;
 mod send;
 mod session;
+mod shape;
 pub mod sse;
 pub mod state;
 pub mod store;

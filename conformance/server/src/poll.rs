@@ -151,6 +151,20 @@ async fn hello_poll(
             .query(params.redacted.clone())
             .cursor(params.cursor.clone()),
     );
+    if let Some(Fault::ErrorFrame {
+        code,
+        terminal,
+        id,
+        message,
+    }) = fault
+    {
+        frames.push(ServerFrame::Error {
+            code,
+            message,
+            id,
+            terminal,
+        });
+    }
     if let Err(e) = fill(shared, &mut session, &mut frames, None).await {
         return store_failed(shared, T, &e);
     }

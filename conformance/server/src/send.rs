@@ -1,6 +1,6 @@
 //! `POST /send`: client frames in as a JSON array, acks and errors out (publishes of SSE and long-poll clients), and the shared publish path (OUTBOX-5).
 
-use crate::faults::FaultTarget;
+use crate::faults::{Fault, FaultTarget};
 use crate::http::{
     bad_params, gate, json_batch, log_out, log_request, refuse, swallow, tether_error, Gate, Params,
 };
@@ -57,6 +57,16 @@ pub(crate) async fn handle_publish(
     }
 }
 
+/// The answer to a publish under the `reject_publish` fault (OUTBOX-7): nothing is stored.
+pub(crate) fn reject_publish(code: &str, id: String) -> ServerFrame {
+    ServerFrame::Error {
+        code: code.to_owned(),
+        message: Some("publish rejected (fault reject_publish)".into()),
+        id: Some(id),
+        terminal: false,
+    }
+}
+
 /// The POST handler.
 pub(crate) async fn handler(st: ServerState, alt: bool, req: Request) -> Response {
     let shared = st.shared.clone();
@@ -69,11 +79,12 @@ pub(crate) async fn handler(st: ServerState, alt: bool, req: Request) -> Respons
         }
     };
     log_request(&shared, T, Some(&params), false, path.clone());
-    match gate(&shared, FaultTarget::Send, &params, false, alt, &path) {
-        Gate::Pass(_) => {}
+    let reject = match gate(&shared, FaultTarget::Send, &params, false, alt, &path) {
+        Gate::Pass(Some(Fault::RejectPublish { code })) => Some(code),
+        Gate::Pass(_) => None,
         Gate::Answer(r) => return r,
         Gate::Swallow => return swallow(&shared).await,
-    }
+    };
     let limit = shared.cfg.max_frame_bytes.saturating_mul(16);
     let body = match axum::body::to_bytes(req.into_body(), limit).await {
         Ok(b) => b,
@@ -106,7 +117,10 @@ pub(crate) async fn handler(st: ServerState, alt: bool, req: Request) -> Respons
         match item {
             Ok(ClientFrame::Publish { id, channel, data }) => {
                 shared.record(LogEntry::new(LogKind::FrameIn).transport(T).frame_type("publish").detail(channel.clone()));
-                out.push(handle_publish(&shared, id, channel, data).await);
+                out.push(match &reject {
+                    Some(code) => reject_publish(code, id),
+                    None => handle_publish(&shared, id, channel, data).await,
+                });
             }
             Ok(ClientFrame::Ping {}) => out.push(ServerFrame::Pong {}),
             Ok(ClientFrame::Pong {}) => {}

@@ -8,6 +8,7 @@ use crate::http::{
 use crate::log::{LogEntry, LogKind};
 use crate::malformed;
 use crate::session::Session;
+use crate::shape::{self, Shaper};
 use crate::state::{Control, Notice, Shared};
 use crate::ServerState;
 use axum::body::Body;
@@ -126,6 +127,7 @@ pub(crate) async fn handler(st: ServerState, alt: bool, req: Request) -> Respons
         buffer,
         shared: shared.clone(),
         id,
+        shaper: Shaper::of(fault.as_ref()),
     };
     tokio::spawn(async move {
         let _guard = guard;
@@ -152,6 +154,8 @@ struct Out {
     buffer: Option<Buffered>,
     shared: Arc<Shared>,
     id: u64,
+    /// `reorder`, `skip_seq`, `long_cursor`.
+    shaper: Option<Shaper>,
 }
 
 type End = String;
@@ -210,8 +214,81 @@ impl Out {
             if frames.is_empty() {
                 return Ok(());
             }
+            let frames = match self.shaper.as_mut() {
+                Some(s) => {
+                    let (frames, notes) = s.shape(frames, Instant::now());
+                    self.notes(notes);
+                    frames
+                }
+                None => frames,
+            };
             self.events(&frames).await?;
         }
+    }
+
+    /// The shaper's held frames are due.
+    async fn release(&mut self) -> Result<(), End> {
+        let Some((frames, notes)) = self.shaper.as_mut().map(Shaper::release) else {
+            return Ok(());
+        };
+        self.notes(notes);
+        self.events(&frames).await
+    }
+
+    fn notes(&self, notes: Vec<String>) {
+        for n in notes {
+            self.fault_note(n);
+        }
+    }
+
+    fn fault_note(&self, n: String) {
+        self.shared.record(
+            LogEntry::new(LogKind::Fault)
+                .transport(T)
+                .conn(self.id)
+                .detail(n),
+        );
+    }
+
+    /// `sse_raw`: the chunks, placeholders filled, one write each.
+    async fn raw(
+        &mut self,
+        frames: &[ServerFrame],
+        chunks: &[String],
+        gap_ms: u64,
+    ) -> Result<(), End> {
+        let own_hello = chunks.iter().any(|c| c.contains("${hello}"));
+        if own_hello {
+            for f in frames {
+                log_out(&self.shared, T, Some(self.id), f);
+            }
+        } else {
+            self.events(frames).await?;
+        }
+        let hello = frames.first().map(ServerFrame::encode).unwrap_or_default();
+        let cursor = frames
+            .first()
+            .and_then(frame_cursor)
+            .unwrap_or_default()
+            .to_owned();
+        let subscribed: String = frames.iter().skip(1).map(encode_event).collect();
+        let mut bytes = 0;
+        for (i, c) in chunks.iter().enumerate() {
+            if i > 0 && gap_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+            }
+            let text = c
+                .replace("${hello}", &hello)
+                .replace("${subscribed}", &subscribed)
+                .replace("${cursor}", &cursor);
+            bytes += text.len();
+            self.write(Bytes::from(text)).await?;
+        }
+        self.fault_note(format!(
+            "sse_raw: {} chunks, {bytes} bytes written",
+            chunks.len()
+        ));
+        Ok(())
     }
 
     async fn malformed(&mut self, kind: MalformedKind, n: usize) -> Result<(), End> {
@@ -291,11 +368,38 @@ async fn run(
     mut kill: watch::Receiver<u64>,
     mut ctrl: mpsc::Receiver<Control>,
 ) -> End {
-    if let Err(e) = out.events(&frames).await {
+    if let Some(Fault::SseRaw {
+        chunks,
+        gap_ms,
+        end,
+    }) = &fault
+    {
+        if let Err(e) = out.raw(&frames, chunks, *gap_ms).await {
+            return e;
+        }
+        if *end {
+            out.flush_end().await;
+            return "sse_raw: response ended".into();
+        }
+    } else if let Err(e) = out.events(&frames).await {
         return e;
     }
     let mut deadline: Option<(Instant, Fault)> = None;
     let r = match fault {
+        Some(Fault::ErrorFrame {
+            code,
+            terminal,
+            id,
+            message,
+        }) => {
+            out.event(&ServerFrame::Error {
+                code,
+                message,
+                id,
+                terminal,
+            })
+            .await
+        }
         Some(Fault::SseRetry { value }) => {
             let v: String = value.chars().filter(|c| *c != '\n' && *c != '\r').collect();
             out.write(Bytes::from(format!("retry: {v}\n\n"))).await
@@ -343,12 +447,18 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
+        let shaped_at = shape::due(out.shaper.as_ref().and_then(Shaper::deadline));
         tokio::select! {
             biased;
             _ = kill.changed() => return "dropped (restart)".into(),
             _ = fault_at => {
                 let Some((_, f)) = deadline.take() else { continue };
                 return on_fault(&mut out, f, &mut kill).await;
+            }
+            _ = shaped_at => {
+                if let Err(e) = out.release().await {
+                    return e;
+                }
             }
             _ = tx.closed() => return "client gone".into(),
             c = ctrl.recv() => match c {

@@ -8,6 +8,7 @@ use crate::log::{LogEntry, LogKind};
 use crate::malformed;
 use crate::send::handle_publish;
 use crate::session::Session;
+use crate::shape::{self, Shaper};
 use crate::state::{Control, Notice, Shared};
 use crate::ServerState;
 use axum::body::Body;
@@ -128,6 +129,10 @@ struct Conn {
     shared: Arc<Shared>,
     id: u64,
     malformed: u32,
+    /// `reorder`, `skip_seq`, `long_cursor`.
+    shaper: Option<Shaper>,
+    /// `reject_publish`: the error code publishes get.
+    reject: Option<String>,
 }
 
 /// How the loop ended.
@@ -160,6 +165,11 @@ async fn run(
         shared: shared.clone(),
         id,
         malformed: 0,
+        shaper: Shaper::of(fault.as_ref()),
+        reject: match &fault {
+            Some(Fault::RejectPublish { code }) => Some(code.clone()),
+            _ => None,
+        },
     };
     let end = conn.drive(&params, fault, notices, kill, ctrl).await;
     shared.record(
@@ -228,7 +238,40 @@ impl Conn {
             if frames.is_empty() {
                 return Ok(());
             }
-            self.send_all(&frames).await?;
+            self.send_shaped(frames).await?;
+        }
+    }
+
+    /// Send `frames` through the shaper, if any.
+    async fn send_shaped(&mut self, frames: Vec<ServerFrame>) -> Result<(), End> {
+        let frames = match self.shaper.as_mut() {
+            Some(s) => {
+                let (frames, notes) = s.shape(frames, Instant::now());
+                self.notes(notes);
+                frames
+            }
+            None => frames,
+        };
+        self.send_all(&frames).await
+    }
+
+    /// The shaper's held frames are due.
+    async fn release(&mut self) -> Result<(), End> {
+        let Some((frames, notes)) = self.shaper.as_mut().map(Shaper::release) else {
+            return Ok(());
+        };
+        self.notes(notes);
+        self.send_all(&frames).await
+    }
+
+    fn notes(&self, notes: Vec<String>) {
+        for n in notes {
+            self.shared.record(
+                LogEntry::new(LogKind::Fault)
+                    .transport(T)
+                    .conn(self.id)
+                    .detail(n),
+            );
         }
     }
 
@@ -303,6 +346,22 @@ impl Conn {
                     return e;
                 }
             }
+            Some(Fault::ErrorFrame {
+                code,
+                terminal,
+                id,
+                message,
+            }) => {
+                let f = ServerFrame::Error {
+                    code,
+                    message,
+                    id,
+                    terminal,
+                };
+                if let Err(e) = self.send(&f).await {
+                    return e;
+                }
+            }
             Some(Fault::Oversized { bytes }) => {
                 self.shared.record(
                     LogEntry::new(LogKind::FrameOut)
@@ -346,12 +405,18 @@ impl Conn {
                     None => std::future::pending().await,
                 }
             };
+            let shaped_at = shape::due(self.shaper.as_ref().and_then(Shaper::deadline));
             tokio::select! {
                 biased;
                 _ = kill.changed() => return "dropped (restart)".into(),
                 _ = fault_at => {
                     let Some((_, f)) = deadline.take() else { continue };
                     return self.on_fault(f, &mut kill).await;
+                }
+                _ = shaped_at => {
+                    if let Err(e) = self.release().await {
+                        return e;
+                    }
                 }
                 c = ctrl.recv() => match c {
                     Some(Control::Drain { from_ms, to_ms }) => {
@@ -529,7 +594,10 @@ impl Conn {
                 Ok(())
             }
             ClientFrame::Publish { id, channel, data } => {
-                let f = handle_publish(&self.shared, id, channel, data).await;
+                let f = match &self.reject {
+                    Some(code) => crate::send::reject_publish(code, id),
+                    None => handle_publish(&self.shared, id, channel, data).await,
+                };
                 self.send(&f).await
             }
             ClientFrame::Ping {} => self.send(&ServerFrame::Pong {}).await,

@@ -535,3 +535,281 @@ async fn scenario_json_actions_and_send_faults() {
     );
     assert_eq!(ws_refused(&s, "access_token=tok").await.status(), 405);
 }
+
+fn rule(json: &str) -> FaultRule {
+    serde_json::from_str(json).expect("fault json")
+}
+
+/// The `seq`s of the next `n` msg frames.
+async fn ws_seqs(w: &mut Ws, n: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let f = frame(w).await;
+        if f["type"] == "msg" {
+            out.push(f["seq"].as_u64().expect("seq"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn order_3_reorder_swaps_adjacent_messages() {
+    let s = default_server().await;
+    s.apply_fault(rule(
+        r#"{"fault":"reorder","channel":"a","window":2,"transport":"websocket","count":1}"#,
+    ));
+    let mut w = ws(&s, "channels=a,b").await;
+    for _ in 0..3 {
+        frame(&mut w).await;
+    }
+    for i in 1..=4 {
+        s.publish("a", json!(i)).await.expect("publish");
+    }
+    assert_eq!(ws_seqs(&mut w, 4).await, vec![2, 1, 4, 3]);
+    // An incomplete group goes out after flush_ms; other channels are untouched.
+    s.publish("a", json!(5)).await.expect("publish");
+    s.publish("b", json!(1)).await.expect("publish");
+    let f = frame(&mut w).await;
+    assert_eq!(
+        (f["channel"].as_str(), f["seq"].as_u64()),
+        (Some("b"), Some(1))
+    );
+    assert_eq!(ws_seqs(&mut w, 1).await, vec![5]);
+    let notes: Vec<String> = s
+        .log()
+        .entries(LogKind::Fault, Some("websocket"))
+        .into_iter()
+        .filter_map(|e| e.detail)
+        .collect();
+    assert!(
+        notes.iter().any(|n| n == "reorder: sent a#2,a#1"),
+        "{notes:?}"
+    );
+    // SSE too.
+    s.apply_fault(rule(
+        r#"{"fault":"reorder","window":3,"transport":"sse","count":1}"#,
+    ));
+    let mut sse = Sse::open(&sse_url(&s, "channels=c"), None).await;
+    sse.frame().await;
+    sse.frame().await;
+    for i in 1..=3 {
+        s.publish("c", json!(i)).await.expect("publish");
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(sse.frame().await.1["seq"].as_u64().expect("seq"));
+    }
+    assert_eq!(got, vec![3, 2, 1]);
+}
+
+#[tokio::test]
+async fn order_3_4_skip_seq_withholds_then_delivers_late_or_never() {
+    let s = default_server().await;
+    s.apply_fault(rule(
+        r#"{"fault":"skip_seq","channel":"a","skip":2,"after":1,"deliver_after_ms":300,"transport":"websocket","count":1}"#,
+    ));
+    let mut w = ws(&s, "channels=a").await;
+    frame(&mut w).await;
+    frame(&mut w).await;
+    let t0 = Instant::now();
+    for i in 1..=5 {
+        s.publish("a", json!(i)).await.expect("publish");
+    }
+    assert_eq!(ws_seqs(&mut w, 3).await, vec![1, 4, 5]);
+    assert_eq!(ws_seqs(&mut w, 2).await, vec![2, 3], "the gap fills late");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Never: the gap stays open.
+    s.apply_fault(rule(
+        r#"{"fault":"skip_seq","skip":1,"transport":"sse","count":1}"#,
+    ));
+    let mut sse = Sse::open(&sse_url(&s, "channels=b"), None).await;
+    sse.frame().await;
+    sse.frame().await;
+    for i in 1..=3 {
+        s.publish("b", json!(i)).await.expect("publish");
+    }
+    assert_eq!(sse.frame().await.1["seq"], 2);
+    assert_eq!(sse.frame().await.1["seq"], 3);
+    let quiet = tokio::time::timeout(Duration::from_millis(400), async {
+        loop {
+            let (_, f) = sse.frame().await;
+            if f["type"] == "msg" {
+                return f;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "seq 1 is never sent: {quiet:?}");
+}
+
+#[tokio::test]
+async fn outbox_7_reject_publish_answers_error_with_id() {
+    let s = default_server().await;
+    s.apply_fault(rule(
+        r#"{"fault":"reject_publish","code":"forbidden","transport":"websocket","count":1}"#,
+    ));
+    let mut w = ws(&s, "channels=a").await;
+    frame(&mut w).await;
+    frame(&mut w).await;
+    send(
+        &mut w,
+        json!({"type":"publish","id":"k1","channel":"a","data":1}),
+    )
+    .await;
+    let f = frame(&mut w).await;
+    assert_eq!(
+        (
+            f["type"].as_str(),
+            f["code"].as_str(),
+            f["id"].as_str(),
+            f["terminal"].as_bool()
+        ),
+        (Some("error"), Some("forbidden"), Some("k1"), Some(false))
+    );
+    assert_eq!(
+        s.log().entries(LogKind::Action, None).len(),
+        0,
+        "nothing stored"
+    );
+    // POST /send: the next POST only.
+    s.apply_fault(rule(
+        r#"{"fault":"reject_publish","code":"too_big","transport":"send","count":1}"#,
+    ));
+    let url = format!("{}/send", s.endpoint_url());
+    let body = json!([{"type":"publish","id":"k2","channel":"a","data":2}]).to_string();
+    let a: Vec<serde_json::Value> = http()
+        .post(&url)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(a[0]["type"], "error");
+    assert_eq!(a[0]["id"], "k2");
+    let b: Vec<serde_json::Value> = http()
+        .post(&url)
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(b[0]["type"], "ack", "count 1: the next POST is acked");
+}
+
+#[tokio::test]
+async fn err_3_error_frame_after_hello() {
+    let s = default_server().await;
+    s.apply_fault(rule(
+        r#"{"fault":"error_frame","code":"bad_request","terminal":true,"transport":"websocket","count":1}"#,
+    ));
+    let mut w = ws(&s, "channels=a").await;
+    assert_eq!(frame(&mut w).await["type"], "hello");
+    assert_eq!(frame(&mut w).await["type"], "subscribed");
+    assert_eq!(
+        frame(&mut w).await,
+        json!({"type":"error","code":"bad_request","terminal":true})
+    );
+    s.apply_fault(rule(
+        r#"{"fault":"error_frame","code":"overloaded","message":"busy","transport":"sse","count":1}"#,
+    ));
+    let mut sse = Sse::open(&sse_url(&s, ""), None).await;
+    sse.frame().await;
+    let (_, f) = sse.frame().await;
+    assert_eq!(
+        (
+            f["code"].as_str(),
+            f["terminal"].as_bool(),
+            f["message"].as_str()
+        ),
+        (Some("overloaded"), Some(false), Some("busy"))
+    );
+    s.publish("z", json!(1)).await.expect("publish");
+    s.apply_fault(rule(
+        r#"{"fault":"error_frame","code":"overloaded","id":"p1","transport":"long_poll","count":1}"#,
+    ));
+    let frames = poll_frames(&s, "hello=1&channels=a").await;
+    assert_eq!(frames[0]["type"], "hello");
+    let last = frames.last().expect("frames");
+    assert_eq!(
+        (last["type"].as_str(), last["id"].as_str()),
+        (Some("error"), Some("p1"))
+    );
+}
+
+#[tokio::test]
+async fn limit_4_long_cursor_on_messages() {
+    let s = default_server().await;
+    s.apply_fault(rule(
+        r#"{"fault":"long_cursor","bytes":2000,"after":1,"transport":"websocket","count":1}"#,
+    ));
+    let mut w = ws(&s, "channels=a").await;
+    frame(&mut w).await;
+    frame(&mut w).await;
+    for i in 1..=3 {
+        s.publish("a", json!(i)).await.expect("publish");
+    }
+    let mut lens = Vec::new();
+    while lens.len() < 3 {
+        let f = frame(&mut w).await;
+        if f["type"] == "msg" {
+            lens.push(f["cursor"].as_str().expect("cursor").len());
+        }
+    }
+    assert!(
+        lens[0] < 100 && lens[1] == 2000 && lens[2] == 2000,
+        "{lens:?}"
+    );
+    // SSE: the `id:` carries it too; a client resuming with it is reset.
+    s.apply_fault(rule(
+        r#"{"fault":"long_cursor","transport":"sse","count":1}"#,
+    ));
+    let mut sse = Sse::open(&sse_url(&s, "channels=a"), None).await;
+    sse.frame().await;
+    sse.frame().await;
+    s.publish("a", json!(4)).await.expect("publish");
+    let (id, f) = sse.frame().await;
+    let id = id.expect("id");
+    assert_eq!(id.len(), 2048);
+    assert_eq!(f["cursor"].as_str(), Some(id.as_str()));
+    let frames = poll_frames(&s, &format!("hello=1&channels=a&cursor={}", enc(&id))).await;
+    assert_eq!(frames[0]["reset"], json!(["a"]), "{}", frames[0]);
+}
+
+#[tokio::test]
+async fn sse_raw_writes_chunks_as_given() {
+    let s = default_server().await;
+    s.apply_fault(rule(
+        r#"{"fault":"sse_raw","chunks":["\ufeffid: ${cursor}\rdata: ${hello}\r","\n\r\n${subscribed}",": c\r\ndata: {\"type\":\"ping\"}\n\ndata: unfinished\n"],"gap_ms":30,"end":true,"transport":"sse","count":1}"#,
+    ));
+    let mut sse = Sse::open(&sse_url(&s, "channels=a"), None).await;
+    let mut chunks = Vec::new();
+    while let Some(c) = sse.chunk().await {
+        chunks.push(c.expect("chunk"));
+    }
+    let all: Vec<u8> = chunks.concat();
+    assert!(chunks.len() >= 3, "one write per chunk: {chunks:?}");
+    assert!(all.starts_with(&[0xEF, 0xBB, 0xBF]), "the BOM first");
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("\rdata: {\"type\":\"hello\""), "{text}");
+    assert!(text.contains("\"type\":\"subscribed\""), "{text}");
+    assert!(
+        text.ends_with("data: unfinished\n"),
+        "then the response ends: {text}"
+    );
+    assert!(!text.contains("${"), "placeholders filled: {text}");
+    // Without ${hello} the server's own handshake events come first.
+    s.apply_fault(rule(
+        r#"{"fault":"sse_raw","chunks":["data: {\"type\":\"x_raw\"}\n\n"],"transport":"sse","count":1}"#,
+    ));
+    let mut sse = Sse::open(&sse_url(&s, ""), None).await;
+    assert_eq!(sse.frame().await.1["type"], "hello");
+    assert_eq!(sse.frame().await.1["type"], "x_raw");
+}
