@@ -9,9 +9,8 @@ use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tether::{
-    Cause, Client, DropPolicy, DropReason, Event, EventStream, FallbackReason, Memo, MemoryStore,
-    Network, OutboxRecord, PolicyWire, ResetReason, State, Store, StoreError, TokenError,
-    TransportKind,
+    Cause, Client, DropPolicy, DropReason, Event, EventStream, FallbackReason, MemoryStore,
+    Network, PolicyWire, ResetReason, State, TokenError, TransportKind,
 };
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -78,34 +77,9 @@ pub fn run_stdio(brk: Option<Break>) -> Result<(), AdapterError> {
     r
 }
 
-/// A store shared by successive clients of one configuration (capability `persistence`).
-#[derive(Clone, Default)]
-struct SharedStore(Arc<Mutex<MemoryStore>>);
-
-impl SharedStore {
-    fn with<T>(&self, f: impl FnOnce(&mut MemoryStore) -> T) -> T {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut g)
-    }
-}
-
-impl Store for SharedStore {
-    fn load(&mut self) -> Result<Vec<OutboxRecord>, StoreError> {
-        self.with(|s| s.load())
-    }
-    fn append(&mut self, record: &OutboxRecord) -> Result<(), StoreError> {
-        self.with(|s| s.append(record))
-    }
-    fn remove(&mut self, id: &str) -> Result<(), StoreError> {
-        self.with(|s| s.remove(id))
-    }
-    fn load_memo(&mut self) -> Result<Option<Memo>, StoreError> {
-        self.with(|s| s.load_memo())
-    }
-    fn save_memo(&mut self, memo: &Memo) -> Result<(), StoreError> {
-        self.with(|s| s.save_memo(memo))
-    }
-}
+/// A store shared by successive clients of one configuration (capability `persistence`);
+/// `tether_engine`'s blanket `Store` impl for `Arc<Mutex<S>>` makes it a store.
+type SharedStore = Arc<Mutex<MemoryStore>>;
 
 /// What `configure` said, kept to rebuild clients.
 #[derive(Clone)]

@@ -7,7 +7,7 @@ use crate::http::{
 };
 use crate::log::{LogEntry, LogKind};
 use crate::malformed;
-use crate::session::Session;
+use crate::session::{log_open, Session};
 use crate::state::{lock, Control, LpFollowup, Shared};
 use crate::ServerState;
 use axum::body::Body;
@@ -18,7 +18,6 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use tether_engine::frame::ServerFrame;
-use tokio::sync::broadcast;
 use tokio::time::{sleep_until, Instant};
 
 const T: &str = "long_poll";
@@ -144,13 +143,7 @@ async fn hello_poll(
             Ok(x) => x,
             Err(e) => return store_failed(shared, T, &e),
         };
-    shared.record(
-        LogEntry::new(LogKind::Open)
-            .transport(T)
-            .conn(id)
-            .query(params.redacted.clone())
-            .cursor(params.cursor.clone()),
-    );
+    log_open(shared, T, id, &params);
     if let Some(Fault::ErrorFrame {
         code,
         terminal,
@@ -165,25 +158,22 @@ async fn hello_poll(
             terminal,
         });
     }
-    if let Err(e) = fill(shared, &mut session, &mut frames, None).await {
+    let channels = session.channels();
+    if let Err(e) = fill(shared, &mut session, &mut frames, channels).await {
         return store_failed(shared, T, &e);
     }
     answer(shared, Some(id), &frames)
 }
 
-/// Append replayed/live messages after the session's positions, within the answer budget.
+/// Append replayed/live messages on `channels` after the session's positions, within the answer budget.
 async fn fill(
     shared: &Shared,
     session: &mut Session,
     frames: &mut Vec<ServerFrame>,
-    only: Option<&str>,
+    channels: Vec<String>,
 ) -> Result<(), crate::error::StoreError> {
     let budget = shared.cfg.max_frame_bytes.saturating_mul(4);
     let mut bytes: usize = frames.iter().map(|f| f.encode().len()).sum();
-    let channels = match only {
-        Some(c) => vec![c.to_owned()],
-        None => session.channels(),
-    };
     for ch in channels {
         loop {
             if frames.len() >= MAX_FRAMES || bytes >= budget {
@@ -305,7 +295,8 @@ async fn poll(
             });
         }
     }
-    if let Err(e) = fill(shared, &mut session, &mut frames, None).await {
+    let channels = session.channels();
+    if let Err(e) = fill(shared, &mut session, &mut frames, channels).await {
         return store_failed(shared, T, &e);
     }
     if !frames.is_empty() {
@@ -332,13 +323,10 @@ async fn poll(
                 Some(Control::Close { .. }) | None => return answer(shared, None, &[]),
             },
             n = notices.recv() => {
-                let only = match n {
-                    Ok(n) if session.behind(&n.channel, n.seq) => Some(n.channel.to_string()),
-                    Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(_)) => None,
-                    Err(broadcast::error::RecvError::Closed) => return answer(shared, None, &[]),
+                let Some(channels) = session.noticed(n) else {
+                    return answer(shared, None, &[]);
                 };
-                if let Err(e) = fill(shared, &mut session, &mut frames, only.as_deref()).await {
+                if let Err(e) = fill(shared, &mut session, &mut frames, channels).await {
                     return store_failed(shared, T, &e);
                 }
                 if !frames.is_empty() {

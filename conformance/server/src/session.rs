@@ -2,11 +2,14 @@
 
 use crate::cursor::Cursor;
 use crate::error::StoreError;
-use crate::state::Shared;
+use crate::http::Params;
+use crate::log::{LogEntry, LogKind};
+use crate::state::{Notice, Shared};
 use crate::store::{ChannelStore, ReadOutcome};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tether_engine::frame::{ServerFrame, PROTOCOL_VERSION};
+use tokio::sync::broadcast::error::RecvError;
 
 /// Messages read from the store per batch.
 pub(crate) const BATCH: usize = 256;
@@ -16,6 +19,23 @@ pub(crate) struct Session {
     pub store: Arc<dyn ChannelStore>,
     pub epoch: u64,
     pub positions: BTreeMap<String, u64>,
+}
+
+/// Where a streaming transport writes the frames a catch-up reads (its own I/O and shaping).
+pub(crate) trait Sink {
+    /// Write `frames`; `Err` ends the connection with that reason.
+    async fn deliver(&mut self, frames: Vec<ServerFrame>) -> Result<(), String>;
+}
+
+/// Log a connection's `open` (the query with the token redacted and the cursor it came with).
+pub(crate) fn log_open(shared: &Shared, transport: &str, id: u64, params: &Params) {
+    shared.record(
+        LogEntry::new(LogKind::Open)
+            .transport(transport)
+            .conn(id)
+            .query(params.redacted.clone())
+            .cursor(params.cursor.clone()),
+    );
 }
 
 /// How the handshake placed the channels.
@@ -187,5 +207,54 @@ impl Session {
     /// The subscribed channels.
     pub fn channels(&self) -> Vec<String> {
         self.positions.keys().cloned().collect()
+    }
+
+    /// The channels a live notice leaves behind: the notice's channel when subscribed and
+    /// behind it, every channel when notices were lost (lagged), none otherwise. `None`
+    /// when the notice channel is closed (the server is going away).
+    pub fn noticed(&self, n: Result<Notice, RecvError>) -> Option<Vec<String>> {
+        match n {
+            Ok(n) if self.behind(&n.channel, n.seq) => Some(vec![n.channel.to_string()]),
+            Ok(_) => Some(Vec::new()),
+            Err(RecvError::Lagged(_)) => Some(self.channels()),
+            Err(RecvError::Closed) => None,
+        }
+    }
+
+    /// Deliver everything after `channel`'s position to `sink`, batch by batch.
+    pub async fn catch_up(&mut self, channel: &str, sink: &mut impl Sink) -> Result<(), String> {
+        loop {
+            let frames = self
+                .next_batch(channel, BATCH)
+                .await
+                .map_err(|e| format!("store failed: {e}"))?;
+            if frames.is_empty() {
+                return Ok(());
+            }
+            sink.deliver(frames).await?;
+        }
+    }
+
+    /// Catch up on `channels` in order, stopping at the first failure.
+    pub async fn catch_up_all(
+        &mut self,
+        channels: Vec<String>,
+        sink: &mut impl Sink,
+    ) -> Result<(), String> {
+        for ch in channels {
+            self.catch_up(&ch, sink).await?;
+        }
+        Ok(())
+    }
+
+    /// Handle one live notice on a streaming connection: catch up on the channels it
+    /// leaves behind. `Err` ends the connection (`"server gone"` when notices closed).
+    pub async fn on_notice(
+        &mut self,
+        n: Result<Notice, RecvError>,
+        sink: &mut impl Sink,
+    ) -> Result<(), String> {
+        let channels = self.noticed(n).ok_or_else(|| "server gone".to_owned())?;
+        self.catch_up_all(channels, sink).await
     }
 }

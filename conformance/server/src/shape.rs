@@ -208,6 +208,14 @@ pub(crate) async fn due(at: Option<Instant>) {
     }
 }
 
+/// `frames` through `shaper`, if any (shaped now): the frames to send now and notes to log.
+pub(crate) fn through(shaper: Option<&mut Shaper>, frames: Vec<ServerFrame>) -> Shaped {
+    match shaper {
+        Some(s) => s.shape(frames, Instant::now()),
+        None => (frames, Vec::new()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

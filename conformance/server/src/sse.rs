@@ -7,7 +7,7 @@ use crate::http::{
 };
 use crate::log::{LogEntry, LogKind};
 use crate::malformed;
-use crate::session::Session;
+use crate::session::{log_open, Session, Sink};
 use crate::shape::{self, Shaper};
 use crate::state::{Control, Notice, Shared};
 use crate::ServerState;
@@ -106,13 +106,7 @@ pub(crate) async fn handler(st: ServerState, alt: bool, req: Request) -> Respons
             Err(e) => return store_failed(&shared, T, &e),
         };
     let (guard, ctrl) = shared.register(id, T, params.token.clone());
-    shared.record(
-        LogEntry::new(LogKind::Open)
-            .transport(T)
-            .conn(id)
-            .query(params.redacted.clone())
-            .cursor(params.cursor.clone()),
-    );
+    log_open(&shared, T, id, &params);
     let buffer = match &fault {
         Some(Fault::BufferSse { events, ms }) => Some(Buffered {
             buf: Vec::new(),
@@ -203,27 +197,6 @@ impl Out {
             return format!("buffered {n} bytes flushed, response ended");
         }
         "response ended".into()
-    }
-
-    async fn catch_up(&mut self, session: &mut Session, channel: &str) -> Result<(), End> {
-        loop {
-            let frames = session
-                .next_batch(channel, crate::session::BATCH)
-                .await
-                .map_err(|e| format!("store failed: {e}"))?;
-            if frames.is_empty() {
-                return Ok(());
-            }
-            let frames = match self.shaper.as_mut() {
-                Some(s) => {
-                    let (frames, notes) = s.shape(frames, Instant::now());
-                    self.notes(notes);
-                    frames
-                }
-                None => frames,
-            };
-            self.events(&frames).await?;
-        }
     }
 
     /// The shaper's held frames are due.
@@ -326,6 +299,15 @@ impl Out {
     }
 }
 
+impl Sink for Out {
+    /// Through the shaper, if any, then as SSE events.
+    async fn deliver(&mut self, frames: Vec<ServerFrame>) -> Result<(), End> {
+        let (frames, notes) = shape::through(self.shaper.as_mut(), frames);
+        self.notes(notes);
+        self.events(&frames).await
+    }
+}
+
 /// A delayed stream fault fires.
 async fn on_fault(out: &mut Out, f: Fault, kill: &mut watch::Receiver<u64>) -> End {
     out.shared.record(
@@ -425,10 +407,8 @@ async fn run(
         }
         deadline = Some((at, f));
     }
-    for ch in session.channels() {
-        if let Err(e) = out.catch_up(&mut session, &ch).await {
-            return e;
-        }
+    if let Err(e) = session.catch_up_all(session.channels(), &mut out).await {
+        return e;
     }
     let hb = out.shared.cfg.heartbeat;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + hb, hb);
@@ -478,16 +458,8 @@ async fn run(
                 None => return "unregistered".into(),
             },
             n = notices.recv() => {
-                let channels = match n {
-                    Ok(n) if session.behind(&n.channel, n.seq) => vec![n.channel.to_string()],
-                    Ok(_) => Vec::new(),
-                    Err(broadcast::error::RecvError::Lagged(_)) => session.channels(),
-                    Err(broadcast::error::RecvError::Closed) => return "server gone".into(),
-                };
-                for ch in channels {
-                    if let Err(e) = out.catch_up(&mut session, &ch).await {
-                        return e;
-                    }
+                if let Err(e) = session.on_notice(n, &mut out).await {
+                    return e;
                 }
             }
             _ = heartbeat.tick() => {

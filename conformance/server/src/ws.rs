@@ -7,7 +7,7 @@ use crate::http::{
 use crate::log::{LogEntry, LogKind};
 use crate::malformed;
 use crate::send::handle_publish;
-use crate::session::Session;
+use crate::session::{log_open, Session, Sink};
 use crate::shape::{self, Shaper};
 use crate::state::{Control, Notice, Shared};
 use crate::ServerState;
@@ -138,6 +138,15 @@ struct Conn {
 /// How the loop ended.
 type End = String;
 
+impl Sink for Conn {
+    /// Send `frames` through the shaper, if any.
+    async fn deliver(&mut self, frames: Vec<ServerFrame>) -> Result<(), End> {
+        let (frames, notes) = shape::through(self.shaper.as_mut(), frames);
+        self.notes(notes);
+        self.send_all(&frames).await
+    }
+}
+
 async fn run(
     shared: Arc<Shared>,
     id: u64,
@@ -153,13 +162,7 @@ async fn run(
         .max_frame_size(Some(max));
     let ws = WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(cfg)).await;
     let (_guard, ctrl) = shared.register(id, T, params.token.clone());
-    shared.record(
-        LogEntry::new(LogKind::Open)
-            .transport(T)
-            .conn(id)
-            .query(params.redacted.clone())
-            .cursor(params.cursor.clone()),
-    );
+    log_open(&shared, T, id, &params);
     let mut conn = Conn {
         ws,
         shared: shared.clone(),
@@ -227,32 +230,6 @@ impl Conn {
         io.flush()
             .await
             .map_err(|e| format!("raw flush failed: {e}"))
-    }
-
-    async fn catch_up(&mut self, session: &mut Session, channel: &str) -> Result<(), End> {
-        loop {
-            let frames = session
-                .next_batch(channel, crate::session::BATCH)
-                .await
-                .map_err(|e| format!("store failed: {e}"))?;
-            if frames.is_empty() {
-                return Ok(());
-            }
-            self.send_shaped(frames).await?;
-        }
-    }
-
-    /// Send `frames` through the shaper, if any.
-    async fn send_shaped(&mut self, frames: Vec<ServerFrame>) -> Result<(), End> {
-        let frames = match self.shaper.as_mut() {
-            Some(s) => {
-                let (frames, notes) = s.shape(frames, Instant::now());
-                self.notes(notes);
-                frames
-            }
-            None => frames,
-        };
-        self.send_all(&frames).await
     }
 
     /// The shaper's held frames are due.
@@ -391,10 +368,8 @@ impl Conn {
             }
             deadline = Some((at, f));
         }
-        for ch in session.channels() {
-            if let Err(e) = self.catch_up(&mut session, &ch).await {
-                return e;
-            }
+        if let Err(e) = session.catch_up_all(session.channels(), self).await {
+            return e;
         }
         let hb = self.shared.cfg.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + hb, hb);
@@ -430,16 +405,8 @@ impl Conn {
                     None => return "unregistered".into(),
                 },
                 n = notices.recv() => {
-                    let channels = match n {
-                        Ok(n) if session.behind(&n.channel, n.seq) => vec![n.channel.to_string()],
-                        Ok(_) => Vec::new(),
-                        Err(broadcast::error::RecvError::Lagged(_)) => session.channels(),
-                        Err(broadcast::error::RecvError::Closed) => return "server gone".into(),
-                    };
-                    for ch in channels {
-                        if let Err(e) = self.catch_up(&mut session, &ch).await {
-                            return e;
-                        }
+                    if let Err(e) = session.on_notice(n, self).await {
+                        return e;
                     }
                 }
                 m = self.ws.next() => match m {

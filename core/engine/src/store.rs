@@ -5,6 +5,7 @@ use crate::policy::PolicyWire;
 use crate::transport::TransportKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One queued publish as it is persisted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,5 +95,90 @@ impl Store for MemoryStore {
         self.check()?;
         self.memo = Some(memo.clone());
         Ok(())
+    }
+}
+
+/// A store shared behind a mutex, so its state outlives the engine or client that owns a
+/// handle to it (cold starts); a poisoned mutex is an error, never a panic.
+impl<S: Store + ?Sized> Store for Arc<Mutex<S>> {
+    fn load(&mut self) -> Result<Vec<OutboxRecord>, StoreError> {
+        locked(self)?.load()
+    }
+    fn append(&mut self, record: &OutboxRecord) -> Result<(), StoreError> {
+        locked(self)?.append(record)
+    }
+    fn remove(&mut self, id: &str) -> Result<(), StoreError> {
+        locked(self)?.remove(id)
+    }
+    fn load_memo(&mut self) -> Result<Option<Memo>, StoreError> {
+        locked(self)?.load_memo()
+    }
+    fn save_memo(&mut self, memo: &Memo) -> Result<(), StoreError> {
+        locked(self)?.save_memo(memo)
+    }
+}
+
+fn locked<S: ?Sized>(m: &Mutex<S>) -> Result<MutexGuard<'_, S>, StoreError> {
+    m.lock()
+        .map_err(|_| StoreError("store mutex poisoned".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> OutboxRecord {
+        OutboxRecord {
+            id: id.into(),
+            channel: "c".into(),
+            data: "1".into(),
+            enqueued_unix_ms: 7,
+        }
+    }
+
+    #[test]
+    fn shared_store_delegates_and_outlives_its_handle() {
+        let shared = Arc::new(Mutex::new(MemoryStore::default()));
+        let mut handle: Box<dyn Store + Send> = Box::new(shared.clone());
+        handle.append(&record("a")).unwrap();
+        handle.append(&record("b")).unwrap();
+        handle.remove("a").unwrap();
+        handle.save_memo(&Memo::default()).unwrap();
+        drop(handle);
+        let mut again = shared.clone();
+        assert_eq!(again.load().unwrap(), vec![record("b")]);
+        assert_eq!(again.load_memo().unwrap(), Some(Memo::default()));
+        shared.lock().unwrap().fail_writes = true;
+        assert!(again.append(&record("c")).is_err());
+    }
+
+    #[test]
+    fn shared_store_poisoned_mutex_is_an_error() {
+        let shared = Arc::new(Mutex::new(MemoryStore::default()));
+        let s2 = shared.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = s2.lock().unwrap();
+            panic!("poison the store mutex");
+        })
+        .join();
+        let mut s = shared;
+        let want = Err(StoreError("store mutex poisoned".into()));
+        assert_eq!(s.load(), want);
+        assert_eq!(
+            s.append(&record("a")),
+            Err(StoreError("store mutex poisoned".into()))
+        );
+        assert_eq!(
+            s.remove("a"),
+            Err(StoreError("store mutex poisoned".into()))
+        );
+        assert_eq!(
+            s.load_memo(),
+            Err(StoreError("store mutex poisoned".into()))
+        );
+        assert_eq!(
+            s.save_memo(&Memo::default()),
+            Err(StoreError("store mutex poisoned".into()))
+        );
     }
 }

@@ -406,7 +406,7 @@ fn backoff_10_policy_memo_saved_and_used_at_next_cold_start() {
             json!({"base_ms": 4000, "cap_ms": 60000, "heartbeat_ms": 20000, "floor_ms": 1}),
         ),
     );
-    let memo = s.store.memo().expect("memo saved");
+    let memo = saved_memo(&s.store).expect("memo saved");
     assert_eq!(memo.policy.as_ref().and_then(|p| p.base_ms), Some(4000.0));
     s.close();
 

@@ -29,7 +29,7 @@ fn conn_1_first_attempt_is_immediate() {
 #[test]
 fn conn_1_remembered_retry_after_deadline_delays_first_attempt() {
     let store = SharedStore::default();
-    store.with(|m| {
+    with_memory(&store, |m| {
         m.memo = Some(tether_engine::Memo {
             retry_after_unix_ms: Some(WALL0 + 7_000),
             ..Default::default()
@@ -44,7 +44,7 @@ fn conn_1_remembered_retry_after_deadline_delays_first_attempt() {
 
     // A deadline in the past does not delay.
     let store = SharedStore::default();
-    store.with(|m| {
+    with_memory(&store, |m| {
         m.memo = Some(tether_engine::Memo {
             retry_after_unix_ms: Some(WALL0 - 1),
             ..Default::default()
@@ -124,7 +124,10 @@ fn conn_3_close_sends_1000_cancels_timers_ends_closed() {
     s.network(tether_engine::Network::Online);
     assert!(s.take_actions().is_empty(), "no further action");
     assert_eq!(s.state(), State::Closed);
-    assert!(s.store.records().iter().any(|r| r.id == id), "outbox kept");
+    assert!(
+        saved_records(&s.store).iter().any(|r| r.id == id),
+        "outbox kept"
+    );
     assert_eq!(
         s.engine.publish("a", serde_json::json!(2), None, s.now),
         Err(tether_engine::CallError::Closed)

@@ -218,7 +218,7 @@ fn fallback_5_memo_remembers_the_rung() {
     s.failed(c, http(403, None, None));
     let c = s.last_open().conn;
     s.accept(c);
-    let memo = s.store.memo().expect("memo");
+    let memo = saved_memo(&s.store).expect("memo");
     assert_eq!(memo.transports.get(ENDPOINT), Some(&Sse));
     s.close();
     let mut s2 = s.restart(config());
@@ -294,9 +294,7 @@ fn fallback_6_upgrade_probe_make_before_break() {
         Some((Sse, WebSocket, FallbackReason::Upgrade))
     );
     assert_eq!(
-        s.store
-            .memo()
-            .and_then(|m| m.transports.get(ENDPOINT).copied()),
+        saved_memo(&s.store).and_then(|m| m.transports.get(ENDPOINT).copied()),
         Some(WebSocket)
     );
 }

@@ -51,12 +51,12 @@ fn outbox_2_durable_before_success_store_failure_queues_nothing() {
     let mut s = Sim::default_sim();
     let id = s.publish("a", json!({"x":1}));
     assert_eq!(
-        s.store.records().len(),
+        saved_records(&s.store).len(),
         1,
         "in the store when publish returns"
     );
-    assert_eq!(s.store.records()[0].id, id);
-    s.store.with(|m| m.fail_writes = true);
+    assert_eq!(saved_records(&s.store)[0].id, id);
+    with_memory(&s.store, |m| m.fail_writes = true);
     let err = s
         .engine
         .publish("a", json!(2), None, s.now)
@@ -176,7 +176,11 @@ fn outbox_6_drop_oldest_overflow_by_count_and_bytes() {
         ]
     );
     assert_eq!(s.engine.outbox_len(), 3);
-    assert_eq!(s.store.records().len(), 3, "dropped from the store too");
+    assert_eq!(
+        saved_records(&s.store).len(),
+        3,
+        "dropped from the store too"
+    );
 
     let mut cfg = config();
     cfg.overrides.outbox_max_bytes = Some(2000.0);
@@ -223,7 +227,7 @@ fn outbox_6_expired_publishes_dropped() {
         dropped(&s),
         vec![(a, DropReason::Expired), (b, DropReason::Expired)]
     );
-    assert!(s.store.records().is_empty());
+    assert!(saved_records(&s.store).is_empty());
 }
 
 #[test]
@@ -270,7 +274,7 @@ fn outbox_7_error_with_id_rejects_publish() {
 #[test]
 fn outbox_8_store_records_restored_in_order() {
     let store = SharedStore::default();
-    store.with(|m| {
+    with_memory(&store, |m| {
         for (i, id) in ["k3", "k1", "k2"].iter().enumerate() {
             m.records.push(OutboxRecord {
                 id: id.to_string(),
@@ -288,8 +292,7 @@ fn outbox_8_store_records_restored_in_order() {
     // Acks remove them from the store.
     s.frame(c, ack("k3"));
     assert_eq!(
-        s.store
-            .records()
+        saved_records(&s.store)
             .iter()
             .map(|r| r.id.clone())
             .collect::<Vec<_>>(),

@@ -90,7 +90,7 @@ fn ready_2_retry_after_deadline_survives_restart() {
     let c = s.last_open().conn;
     s.failed(c, http(503, Some("unavailable"), Some(secs(30))));
     let deadline = s.now + s.last_delay();
-    let memo = s.store.memo().expect("memo");
+    let memo = saved_memo(&s.store).expect("memo");
     assert!(memo.retry_after_unix_ms.is_some());
     // The process dies 5 s later and restarts.
     s.run_for(secs(5));
@@ -102,7 +102,10 @@ fn ready_2_retry_after_deadline_survives_restart() {
     // A hello clears it.
     let c = s2.last_open().conn;
     s2.accept(c);
-    assert_eq!(s2.store.memo().and_then(|m| m.retry_after_unix_ms), None);
+    assert_eq!(
+        saved_memo(&s2.store).and_then(|m| m.retry_after_unix_ms),
+        None
+    );
 }
 
 /// Enter a long wait (a 60 s retry-after) and return when it began and the scheduled attempt.

@@ -457,7 +457,7 @@ fn limit_5_queues_bounded() {
         s.publish("a", json!(i));
     }
     assert_eq!(s.engine.outbox_len(), 100);
-    assert_eq!(s.store.records().len(), 100);
+    assert_eq!(saved_records(&s.store).len(), 100);
 }
 
 #[test]

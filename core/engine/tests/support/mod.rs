@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tether_engine::{
     Action, Cause, Config, ConnId, Engine, ErrorCode, Event, Memo, MemoryStore, Network,
-    OpenRequest, OutboxRecord, ReadyAnswer, State, Store, StoreError, Token, TokenError,
-    TransportEvent, TransportFailure, TransportKind,
+    OpenRequest, OutboxRecord, ReadyAnswer, State, Token, TokenError, TransportEvent,
+    TransportFailure, TransportKind,
 };
 
 pub const ENDPOINT: &str = "https://rt.example.com/tether";
@@ -24,39 +24,24 @@ pub const WALL0: u64 = 1_700_000_000_000;
 pub use tether_engine::Instant;
 pub use TransportKind::{LongPoll, Sse, WebSocket};
 
-/// A store whose state outlives the engine that owns it (cold-start tests).
-#[derive(Clone, Default)]
-pub struct SharedStore(pub Arc<Mutex<MemoryStore>>);
+/// A store whose state outlives the engine that owns it (cold-start tests); a store through
+/// `tether_engine`'s blanket `Store` impl for `Arc<Mutex<S>>`.
+pub type SharedStore = Arc<Mutex<MemoryStore>>;
 
-impl SharedStore {
-    pub fn with<R>(&self, f: impl FnOnce(&mut MemoryStore) -> R) -> R {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut g)
-    }
-    pub fn memo(&self) -> Option<Memo> {
-        self.with(|s| s.memo.clone())
-    }
-    pub fn records(&self) -> Vec<OutboxRecord> {
-        self.with(|s| s.records.clone())
-    }
+/// Run `f` on the memory store behind `store`.
+pub fn with_memory<R>(store: &SharedStore, f: impl FnOnce(&mut MemoryStore) -> R) -> R {
+    let mut g = store.lock().unwrap_or_else(|e| e.into_inner());
+    f(&mut g)
 }
 
-impl Store for SharedStore {
-    fn load(&mut self) -> Result<Vec<OutboxRecord>, StoreError> {
-        self.with(|s| s.load())
-    }
-    fn append(&mut self, record: &OutboxRecord) -> Result<(), StoreError> {
-        self.with(|s| s.append(record))
-    }
-    fn remove(&mut self, id: &str) -> Result<(), StoreError> {
-        self.with(|s| s.remove(id))
-    }
-    fn load_memo(&mut self) -> Result<Option<Memo>, StoreError> {
-        self.with(|s| s.load_memo())
-    }
-    fn save_memo(&mut self, memo: &Memo) -> Result<(), StoreError> {
-        self.with(|s| s.save_memo(memo))
-    }
+/// The memo saved in `store`, if any.
+pub fn saved_memo(store: &SharedStore) -> Option<Memo> {
+    with_memory(store, |s| s.memo.clone())
+}
+
+/// The outbox records persisted in `store`.
+pub fn saved_records(store: &SharedStore) -> Vec<OutboxRecord> {
+    with_memory(store, |s| s.records.clone())
 }
 
 /// The default test configuration.
