@@ -310,9 +310,12 @@ async fn poll(
     let held = shared.next_conn_id();
     let (_guard, mut ctrl) = shared.register(held, T, params.token.clone());
     loop {
+        // Biased, restart first: a restart with a publish right behind it must cut the held
+        // poll, not answer it (an unbiased select would pick either).
         tokio::select! {
-            _ = sleep_until(deadline) => return answer(shared, None, &[ServerFrame::Ping {}]),
+            biased;
             _ = kill.changed() => return cut_now(shared, cut, "restart").await,
+            _ = sleep_until(deadline) => return answer(shared, None, &[ServerFrame::Ping {}]),
             c = ctrl.recv() => match c {
                 Some(Control::Drain { from_ms, to_ms }) => {
                     return answer(shared, None, &[ServerFrame::Drain { from_ms, to_ms, reason: Some("draining".into()) }]);

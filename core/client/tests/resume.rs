@@ -25,11 +25,24 @@ async fn killed_connection_resumes(t: TransportKind) {
         let state = server.state().clone();
         tokio::spawn(async move {
             for i in 1..=total {
-                let _ = state.publish("feed", json!({ "i": i })).await;
-                if i == 20 || i == 40 {
+                if i == 21 || i == 41 {
                     // Drop every connection without a close frame (RESUME-3 replays the gap).
+                    // A long-poll client holds a connection only while a poll is held, and a
+                    // restart between polls goes unnoticed: wait for a live one (at most 2 s),
+                    // with no publish in flight that could answer it first.
+                    for _ in 0..2000 {
+                        if state
+                            .connections()
+                            .iter()
+                            .any(|c| c.transport == t.as_str())
+                        {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                     state.restart(false);
                 }
+                let _ = state.publish("feed", json!({ "i": i })).await;
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
         })
@@ -62,7 +75,17 @@ async fn killed_connection_resumes(t: TransportKind) {
         .entries(tether_server::LogKind::Handshake, Some(t.as_str()));
     assert!(
         handshakes.len() >= 2,
-        "expected reconnects, log: {handshakes:?}"
+        "expected reconnects, log: {}",
+        server
+            .log()
+            .snapshot()
+            .iter()
+            .filter(|e| !matches!(e.kind, tether_server::LogKind::FrameOut))
+            .map(|e| format!(
+                "\n{} {:?} {:?} {:?} {:?}",
+                e.at_us, e.kind, e.conn, e.query, e.detail
+            ))
+            .collect::<String>()
     );
     assert!(
         handshakes.iter().skip(1).all(|h| h.cursor.is_some()),

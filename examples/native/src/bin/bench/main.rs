@@ -1,0 +1,476 @@
+//! bench: throughput and idle memory of the tether client against raw tokio-tungstenite, and
+//! the engine's SSE parser against eventsource-stream. A normal program (not a timed test):
+//!
+//! ```text
+//! cargo run --release -p tether-examples --bin bench -- [--messages 50000] [--rounds 5] [--conns 1000]
+//! ```
+//!
+//! (a) messages/s received over WebSocket, tether client vs raw tokio-tungstenite (parsing
+//!     each frame as JSON, the least any client does), from one fixed-backlog server
+//!     ([`blast`]) that costs the same for both; alternating rounds, medians;
+//! (a') the same over SSE, tether client vs reqwest + eventsource-stream;
+//! (b) idle memory per WebSocket connection: VmRSS delta over N idle connections, tether
+//!     clients vs raw tokio-tungstenite with its default config, each measured in a fresh child
+//!     process against a server in another child process (so only client memory counts);
+//! (c) SSE parse throughput on the same bytes: the engine's parser vs eventsource-stream
+//!     (used here only as a benchmark peer; the client never uses it);
+//! (d) durable outbox appends, FileStore vs raw write + fdatasync of the same bytes.
+
+mod blast;
+mod heap;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tether::{Client, Event, State, TransportKind};
+use tether_examples::args;
+use tether_server::{Server, ServerConfig};
+use tokio_tungstenite::tungstenite::Message;
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Res<()> {
+    let a = args();
+    let num = |k: &str, d: usize| a.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    if a.contains_key("serve") {
+        return serve().await;
+    }
+    if let Some(kind) = a.get("mem") {
+        let port: u16 = a.get("port").and_then(|p| p.parse().ok()).ok_or("--port")?;
+        return mem_child(kind, port, num("conns", 1000)).await;
+    }
+    let messages = num("messages", 50_000);
+    let conns = num("conns", 1000);
+    // reqwest (the raw SSE peer) shares the workspace's `rustls-no-provider` build.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if cfg!(debug_assertions) {
+        println!("note: debug build; run with --release for meaningful figures");
+    }
+    let started = Instant::now();
+
+    let rounds = num("rounds", 5);
+    println!("(a) WebSocket receive throughput, {messages} messages from a fixed-backlog server");
+    let (raw_rate, tether_rate) = throughput(Wire::WebSocket, messages, rounds).await?;
+    if a.contains_key("throughput-only") {
+        return Ok(());
+    }
+    println!("(a') SSE receive throughput, {messages} messages from a fixed-backlog server");
+    let (raw_sse_rate, tether_sse_rate) = throughput(Wire::Sse, messages, rounds).await?;
+
+    println!("(b) idle memory per WebSocket connection, {conns} connections");
+    let (mut server, port) = spawn_server()?;
+    let raw_kib = mem_in_child("raw", port, conns)?;
+    let tether_kib = mem_in_child("tether", port, conns)?;
+    let _ = server.kill();
+    let _ = server.wait();
+
+    println!("(c) SSE parse throughput");
+    let (engine_mbs, es_mbs, mb) = sse_parse().await?;
+
+    println!("(d) durable outbox appends (FileStore vs raw write + fdatasync)");
+    let (store_rate, fsync_rate) = store_rates(num("appends", 500))?;
+
+    println!();
+    println!("| measure                                  | tether        | peer          | tether/peer |");
+    println!("|------------------------------------------|---------------|---------------|-------------|");
+    println!(
+        "| (a) WS messages/s received               | {:>13.0} | {:>13.0} | {:>11.2} |",
+        tether_rate,
+        raw_rate,
+        tether_rate / raw_rate
+    );
+    println!(
+        "| (a') SSE messages/s received             | {:>13.0} | {:>13.0} | {:>11.2} |",
+        tether_sse_rate,
+        raw_sse_rate,
+        tether_sse_rate / raw_sse_rate
+    );
+    println!(
+        "| (b) idle RSS KiB per WS connection       | {:>13.1} | {:>13.1} | {:>11.2} |",
+        tether_kib.0,
+        raw_kib.0,
+        tether_kib.0 / raw_kib.0
+    );
+    println!(
+        "| (b') idle heap KiB per WS connection     | {:>13.1} | {:>13.1} | {:>11.2} |",
+        tether_kib.1,
+        raw_kib.1,
+        tether_kib.1 / raw_kib.1
+    );
+    println!(
+        "| (c) SSE parse MB/s ({mb:.0} MB)               | {:>13.1} | {:>13.1} | {:>11.2} |",
+        engine_mbs,
+        es_mbs,
+        engine_mbs / es_mbs
+    );
+    println!(
+        "| (d) durable outbox appends/s             | {:>13.0} | {:>13.0} | {:>11.2} |",
+        store_rate,
+        fsync_rate,
+        store_rate / fsync_rate
+    );
+    println!();
+    println!(
+        "peers: (a) raw tokio-tungstenite + serde_json parse, (a') reqwest + eventsource-stream\n\
+         + serde_json parse, (b) raw tokio-tungstenite default"
+    );
+    println!(
+        "WebSocketConfig (128 KiB read buffer), (c) eventsource-stream 0.2, (d) the same bytes\n\
+         appended to a plain file with write_all + sync_data each. Total {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Which wire a throughput round runs on.
+#[derive(Clone, Copy)]
+enum Wire {
+    WebSocket,
+    Sse,
+}
+
+/// `rounds` alternating raw/tether rounds against one blaster per wire; medians of each.
+async fn throughput(wire: Wire, n: usize, rounds: usize) -> Res<(f64, f64)> {
+    let addr = match wire {
+        Wire::WebSocket => blast::websocket(n).await?,
+        Wire::Sse => blast::sse(n).await?,
+    };
+    let (mut raws, mut tethers) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        raws.push(match wire {
+            Wire::WebSocket => raw_ws(addr, n).await?,
+            Wire::Sse => raw_sse(addr, n).await?,
+        });
+        tethers.push(tether_rate(addr, wire, n).await?);
+    }
+    let (raw, tether) = (median(raws), median(tethers));
+    println!(
+        "    raw peer: {raw:.0} msg/s, tether client: {tether:.0} msg/s (medians of {rounds})"
+    );
+    Ok((raw, tether))
+}
+
+/// Raw WebSocket peer: tokio-tungstenite with its defaults, every text frame parsed as
+/// JSON (the least any client does), `msg` frames counted.
+async fn raw_ws(addr: SocketAddr, n: usize) -> Res<f64> {
+    let start = Instant::now();
+    let url = format!("ws://{addr}/tether/ws?v=1&channels={}", blast::CHANNEL);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+    let mut got = 0;
+    while got < n {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(t.as_str())?;
+                if v["type"] == "msg" {
+                    got += 1;
+                }
+            }
+            Some(Ok(_)) => {}
+            _ => return Err("raw websocket peer: stream ended early".into()),
+        }
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Raw SSE peer: a reqwest stream through eventsource-stream, every `data` parsed as JSON.
+async fn raw_sse(addr: SocketAddr, n: usize) -> Res<f64> {
+    use eventsource_stream::Eventsource;
+    let start = Instant::now();
+    let url = format!("http://{addr}/tether/sse?v=1&channels={}", blast::CHANNEL);
+    let response = reqwest::Client::new().get(url).send().await?;
+    let mut events = response.bytes_stream().eventsource();
+    let mut got = 0;
+    while got < n {
+        match events.next().await {
+            Some(Ok(ev)) => {
+                let v: Value = serde_json::from_str(&ev.data)?;
+                if v["type"] == "msg" {
+                    got += 1;
+                }
+            }
+            Some(Err(e)) => return Err(e.to_string().into()),
+            None => return Err("raw sse peer: stream ended early".into()),
+        }
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The tether client on one transport: build, subscribe, connect, count delivered
+/// messages (each one decoded, sequence-checked and handed to the app as an event).
+async fn tether_rate(addr: SocketAddr, wire: Wire, n: usize) -> Res<f64> {
+    let start = Instant::now();
+    let kind = match wire {
+        Wire::WebSocket => TransportKind::WebSocket,
+        Wire::Sse => TransportKind::Sse,
+    };
+    let client = Client::builder(format!("http://{addr}/tether"))
+        .transports(&[kind])
+        .build()?;
+    let mut events = client.events();
+    client.subscribe(blast::CHANNEL).await?;
+    client.connect()?;
+    let mut got = 0;
+    while got < n {
+        match events.recv().await {
+            Some(ev) => {
+                if matches!(ev.event, Event::Message { .. }) {
+                    got += 1;
+                }
+            }
+            None => return Err("tether: driver ended".into()),
+        }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    client.close().await?;
+    Ok(rate)
+}
+
+/// Child mode: a reference server on a free port; prints `PORT n`, runs until killed.
+async fn serve() -> Res<()> {
+    let cfg = ServerConfig {
+        max_channels_per_connection: 16,
+        ring_capacity: 1024,
+        heartbeat: Duration::from_secs(30),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(cfg).await?;
+    println!("PORT {}", server.addr().port());
+    std::io::stdout().flush()?;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn spawn_server() -> Res<(Child, u16)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--serve")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line)?;
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .ok_or("server child did not print its port")?;
+    Ok((child, port))
+}
+
+/// (RSS KiB, live heap KiB) per idle connection of `kind`, measured in a fresh child.
+fn mem_in_child(kind: &str, port: u16, conns: usize) -> Res<(f64, f64)> {
+    let out = Command::new(std::env::current_exe()?)
+        .args([
+            "--mem",
+            kind,
+            "--port",
+            &port.to_string(),
+            "--conns",
+            &conns.to_string(),
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let figures: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("KIB_PER_CONN "))
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let [rss, heap] = figures[..] else {
+        return Err(format!(
+            "{kind} child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    };
+    println!("    {kind:<6}: {rss:.1} KiB resident, {heap:.1} KiB live heap per idle connection");
+    Ok((rss, heap))
+}
+
+fn rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Child mode: open `n` idle connections of `kind`, print the RSS delta per connection.
+async fn mem_child(kind: &str, port: u16, n: usize) -> Res<()> {
+    let endpoint = format!("http://127.0.0.1:{port}/tether");
+    let ws_url = format!("ws://127.0.0.1:{port}/tether/ws?v=1&channels=idle");
+    // Warm up once (lazy statics, TLS roots, allocator arenas), then measure.
+    let kib = if kind == "raw" {
+        let mut keep = Vec::with_capacity(n + 1);
+        keep.push(raw_idle(&ws_url).await?);
+        let (before, heap_before) = (rss_kib(), heap::live_kib());
+        for _ in 0..n {
+            keep.push(raw_idle(&ws_url).await?);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let delta = (rss_kib() - before, heap::live_kib() - heap_before);
+        drop(keep);
+        delta
+    } else {
+        let mut keep = Vec::with_capacity(n + 1);
+        keep.push(tether_idle(&endpoint).await?);
+        let (before, heap_before) = (rss_kib(), heap::live_kib());
+        for _ in 0..n {
+            keep.push(tether_idle(&endpoint).await?);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let delta = (rss_kib() - before, heap::live_kib() - heap_before);
+        drop(keep);
+        delta
+    };
+    println!(
+        "KIB_PER_CONN {:.2} {:.2}",
+        kib.0 / n as f64,
+        kib.1 / n as f64
+    );
+    Ok(())
+}
+
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw connection with tokio-tungstenite's default config, after its hello was read.
+async fn raw_idle(url: &str) -> Res<RawWs> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    while let Some(m) = ws.next().await {
+        if let Message::Text(t) = m? {
+            if t.as_str().contains("\"hello\"") {
+                return Ok(ws);
+            }
+        }
+    }
+    Err("raw: no hello".into())
+}
+
+/// A tether client connected over WebSocket (hello received).
+async fn tether_idle(endpoint: &str) -> Res<Client> {
+    let client = Client::builder(endpoint)
+        .transports(&[TransportKind::WebSocket])
+        .build()?;
+    client.subscribe("idle").await?;
+    client.connect()?;
+    client
+        .state_watch()
+        .wait_for(|s| matches!(s, State::Connected { .. }))
+        .await?;
+    Ok(client)
+}
+
+/// The same SSE bytes through both parsers, in 4 KiB chunks.
+async fn sse_parse() -> Res<(f64, f64, f64)> {
+    use eventsource_stream::Eventsource;
+    use tether::engine::sse::{SseItem, SseLimits, SseParser};
+    let mut text = String::new();
+    let mut i = 0u64;
+    let mut comment_in = 50u32;
+    while text.len() < 32 << 20 {
+        text.push_str(&format!(
+            "id: e{i}\ndata: {{\"type\":\"msg\",\"channel\":\"feed\",\"seq\":{i},\"cursor\":\"e{i}\",\"data\":{{\"text\":\"hello world number {i}\"}}}}\n\n"
+        ));
+        i += 1;
+        // A comment line every 50 events, as servers send heartbeats (SSE-3).
+        comment_in -= 1;
+        if comment_in == 0 {
+            text.push_str(": keep-alive\n");
+            comment_in = 50;
+        }
+    }
+    let bytes = text.into_bytes();
+    let mb = bytes.len() as f64 / 1e6;
+    let chunks: Vec<Vec<u8>> = bytes.chunks(4096).map(<[u8]>::to_vec).collect();
+
+    let start = Instant::now();
+    let mut parser = SseParser::new(SseLimits::default());
+    let mut out = Vec::new();
+    let mut events = 0u64;
+    for c in &chunks {
+        parser.feed(c, &mut out).map_err(|e| e.to_string())?;
+        events += out
+            .iter()
+            .filter(|x| matches!(x, SseItem::Event(_)))
+            .count() as u64;
+        out.clear();
+    }
+    let engine_mbs = mb / start.elapsed().as_secs_f64();
+
+    let owned = chunks.clone();
+    let start = Instant::now();
+    let stream = futures_util::stream::iter(owned.into_iter().map(Ok::<_, std::io::Error>));
+    let mut es = stream.eventsource();
+    let mut peer_events = 0u64;
+    while let Some(ev) = es.next().await {
+        ev.map_err(|e| e.to_string())?;
+        peer_events += 1;
+    }
+    let es_mbs = mb / start.elapsed().as_secs_f64();
+    if events != i || peer_events != i {
+        return Err(format!(
+            "parsers disagree: engine {events}, eventsource-stream {peer_events}, expected {i}"
+        )
+        .into());
+    }
+    println!("    engine parser: {engine_mbs:.1} MB/s, eventsource-stream: {es_mbs:.1} MB/s ({events} events)");
+    Ok((engine_mbs, es_mbs, mb))
+}
+
+/// (d) FileStore appends (framed, CRC'd, fsynced) against the floor of any durable
+/// append: a raw `write_all` + `sync_data` of the same bytes, in the same directory.
+fn store_rates(n: usize) -> Res<(f64, f64)> {
+    use std::io::Write;
+    use tether::engine::store::{OutboxRecord, Store};
+    let dir = std::env::temp_dir().join(format!("tether-bench-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let record = |i: usize| OutboxRecord {
+        id: format!("bench-{i}"),
+        channel: "bench".into(),
+        data: format!("{{\"n\":{i},\"text\":\"{}\"}}", "x".repeat(64)),
+        enqueued_unix_ms: 0,
+    };
+    let mut store = tether::store::file::FileStore::open(dir.join("store"))?;
+    let t = Instant::now();
+    for i in 0..n {
+        store.append(&record(i))?;
+    }
+    let store_rate = n as f64 / t.elapsed().as_secs_f64();
+    let mut raw = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("raw.log"))?;
+    let t = Instant::now();
+    for i in 0..n {
+        let bytes = serde_json::to_vec(&record(i))?;
+        raw.write_all(&bytes)?;
+        raw.sync_data()?;
+    }
+    let fsync_rate = n as f64 / t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("    FileStore: {store_rate:.0} appends/s, raw write+fdatasync: {fsync_rate:.0}/s");
+    Ok((store_rate, fsync_rate))
+}
