@@ -79,10 +79,14 @@ impl Hub {
             return;
         };
         subs.retain(|s| !s.is_closed());
+        let Some((last, rest)) = subs.split_last() else {
+            return;
+        };
         for ev in events {
-            for s in subs.iter() {
+            for s in rest {
                 let _ = s.send(ev.clone());
             }
+            let _ = last.send(ev);
         }
     }
 }
@@ -110,12 +114,21 @@ pub(crate) struct Driver {
     timer: Option<Timer>,
     /// The last scheduled reconnect delay, for the next attempt's span.
     last_delay: Option<Duration>,
+    /// Transport events taken in one wake-up.
+    batch: Vec<(ConnId, TransportEvent)>,
+    /// Events drained from the engine, not yet handed to subscribers.
+    out: Vec<ClientEvent>,
 }
+
+/// At most this many queued transport events are taken per wake-up; each is still its own
+/// engine input followed by a full drain, only the hand-off to subscribers is batched.
+const TRANSPORT_BATCH: usize = 64;
 
 /// What woke the driver.
 enum Input {
     Command(Option<Command>),
-    Transport(ConnId, TransportEvent),
+    /// Transport events were moved into `Driver::batch`.
+    Transport,
     Answer(Answer),
     Timeout,
 }
@@ -150,12 +163,15 @@ impl Driver {
             pending: HashMap::new(),
             timer: None,
             last_delay: None,
+            batch: Vec::new(),
+            out: Vec::new(),
         }
     }
 
     /// Run until every [`Client`](crate::Client) handle is dropped.
     pub(crate) async fn run(mut self) {
         self.drain();
+        self.publish();
         loop {
             self.arm_timer();
             let input = {
@@ -167,7 +183,7 @@ impl Driver {
                 };
                 tokio::select! {
                     cmd = self.cmd_rx.recv() => Input::Command(cmd),
-                    Some((conn, ev)) = self.transport_rx.recv() => Input::Transport(conn, ev),
+                    _ = self.transport_rx.recv_many(&mut self.batch, TRANSPORT_BATCH), if !self.transport_rx.is_closed() => Input::Transport,
                     Some(answer) = self.answer_rx.recv() => Input::Answer(answer),
                     () = timer => Input::Timeout,
                 }
@@ -177,19 +193,25 @@ impl Driver {
                 Input::Command(None) => {
                     self.engine.close(now);
                     self.drain();
+                    self.publish();
                     tracing::debug!("all client handles dropped; driver ends");
                     return;
                 }
                 Input::Command(Some(cmd)) => self.on_command(now, cmd),
-                Input::Transport(conn, ev) => {
-                    if matches!(
-                        ev,
-                        TransportEvent::Closed { .. } | TransportEvent::Failed(_)
-                    ) {
-                        // The task ends by itself after reporting this.
-                        self.conns.remove(&conn);
+                Input::Transport => {
+                    let mut batch = std::mem::take(&mut self.batch);
+                    for (conn, ev) in batch.drain(..) {
+                        if matches!(
+                            ev,
+                            TransportEvent::Closed { .. } | TransportEvent::Failed(_)
+                        ) {
+                            // The task ends by itself after reporting this.
+                            self.conns.remove(&conn);
+                        }
+                        self.engine.handle_transport_event(now, conn, ev);
+                        self.drain();
                     }
-                    self.engine.handle_transport_event(now, conn, ev);
+                    self.batch = batch;
                 }
                 Input::Answer(Answer::Token { request, result }) => {
                     self.engine
@@ -200,18 +222,26 @@ impl Driver {
                 }
                 Input::Timeout => {
                     self.timer = None;
-                    self.engine.handle_timeout(now);
+                    // The timer may predate a later deadline (see `arm_timer`): only a due
+                    // deadline is a timeout for the engine.
+                    if self.engine.poll_timeout().is_some_and(|at| at <= now) {
+                        self.engine.handle_timeout(now);
+                    }
                 }
             }
             self.drain();
+            self.publish();
         }
     }
 
+    /// Keep one timer at the engine's deadline. A deadline that only moved later (the
+    /// heartbeat deadline moves with every frame received) keeps the armed timer, which
+    /// re-arms when it fires early, instead of a new timer per frame.
     fn arm_timer(&mut self) {
         match self.engine.poll_timeout() {
             None => self.timer = None,
             Some(at) => {
-                if self.timer.as_ref().is_none_or(|t| t.at != at) {
+                if self.timer.as_ref().is_none_or(|t| t.at > at) {
                     self.timer = Some(Timer {
                         at,
                         sleep: self.clock.sleep_until(at),
@@ -247,6 +277,7 @@ impl Driver {
             Command::Close { reply } => {
                 self.engine.close(now);
                 self.drain();
+                self.publish();
                 // The outbox stays in the store (CONN-3); nobody will hear about these here.
                 self.pending.clear();
                 let _ = reply.send(());
@@ -254,14 +285,14 @@ impl Driver {
         }
     }
 
-    /// Perform every action, then report every event (STATE-3: the watch is updated first).
+    /// Perform every action, then take every event (STATE-3: the watch is updated first);
+    /// the events reach subscribers at [`Driver::publish`].
     fn drain(&mut self) {
         while let Some(action) = self.engine.poll_action() {
             self.perform(action);
         }
         let now = self.clock.now();
         let at = now.saturating_duration_since(self.start);
-        let mut out = Vec::new();
         let mut state_changed = false;
         while let Some(event) = self.engine.poll_event() {
             match &event {
@@ -292,13 +323,17 @@ impl Driver {
                 }
                 _ => {}
             }
-            out.push(ClientEvent { at, event });
+            self.out.push(ClientEvent { at, event });
         }
         if state_changed {
             self.state_tx.send_replace(self.engine.state().clone());
         }
-        if !out.is_empty() {
-            self.hub.publish(out);
+    }
+
+    /// Hand the drained events to subscribers, once per wake-up.
+    fn publish(&mut self) {
+        if !self.out.is_empty() {
+            self.hub.publish(std::mem::take(&mut self.out));
         }
     }
 

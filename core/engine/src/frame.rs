@@ -105,6 +105,52 @@ pub enum ClientFrame {
     Pong {},
 }
 
+/// How a `msg` frame written `type` first begins (the fast path's gate).
+const MSG_PREFIX: &str = "{\"type\":\"msg\"";
+
+/// `msg` as a plain struct: the same fields and defaults as [`ServerFrame::Msg`].
+#[derive(Deserialize)]
+struct MsgWire {
+    #[serde(rename = "type")]
+    _kind: MsgTag,
+    channel: String,
+    seq: u64,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize)]
+enum MsgTag {
+    #[serde(rename = "msg")]
+    Msg,
+}
+
+impl From<MsgWire> for ServerFrame {
+    fn from(m: MsgWire) -> ServerFrame {
+        ServerFrame::Msg {
+            channel: m.channel,
+            seq: m.seq,
+            cursor: m.cursor,
+            data: m.data,
+        }
+    }
+}
+
+/// Fast paths: a well-formed frame decodes straight from the text; `msg` (nearly all
+/// traffic, and sent `type` first by servers) even without the buffering serde's tagged
+/// enums need. `None` sends the text to the classifying path, so the result and every
+/// error are the same whichever path decodes a frame.
+fn decode_fast(text: &str) -> Option<ServerFrame> {
+    if text.starts_with(MSG_PREFIX) {
+        if let Ok(m) = serde_json::from_str::<MsgWire>(text) {
+            return Some(m.into());
+        }
+    }
+    serde_json::from_str::<ServerFrame>(text).ok()
+}
+
 const SERVER_TYPES: [&str; 10] = [
     "hello",
     "msg",
@@ -154,6 +200,23 @@ fn parse_text(text: &str, limit: usize) -> Result<Value, FrameError> {
 impl ServerFrame {
     /// Decode one text frame of at most `limit` bytes.
     pub fn decode(text: &str, limit: usize) -> Result<ServerFrame, FrameError> {
+        if text.len() > limit {
+            return Err(FrameError::TooLarge {
+                size: text.len(),
+                limit,
+            });
+        }
+        match decode_fast(text) {
+            Some(frame) => {
+                frame.validate()?;
+                Ok(frame)
+            }
+            None => ServerFrame::decode_classified(text, limit),
+        }
+    }
+
+    /// The classifying decode: JSON, object, known `type`, fields (WIRE-5, WIRE-6).
+    fn decode_classified(text: &str, limit: usize) -> Result<ServerFrame, FrameError> {
         let frame: ServerFrame = decode_value(parse_text(text, limit)?, &SERVER_TYPES)?;
         frame.validate()?;
         Ok(frame)
@@ -198,7 +261,6 @@ impl ServerFrame {
             .collect())
     }
 
-    /// Checks serde cannot express: cursor length (LIMIT-4), channel names (WIRE-8).
     /// Checks serde cannot express: channel names (WIRE-8). Cursor length (LIMIT-4) is
     /// the engine's business: a long cursor is ignored, the frame is kept.
     fn validate(&self) -> Result<(), FrameError> {
@@ -296,6 +358,31 @@ pub fn valid_channel(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn wire_3_fast_and_classifying_decodes_agree() {
+        let samples = [
+            r#"{"type":"msg","channel":"a","seq":1,"cursor":"c1","data":{"x":[1,2]}}"#,
+            r#"{"type":"msg","channel":"a","seq":1}"#,
+            r#"{"channel":"a","seq":2,"type":"msg","data":null}"#,
+            r#"{"type":"msg","channel":"a","seq":1,"extra":true,"data":"s"}"#,
+            r#"{"type":"msg","channel":"a","seq":1,"seq":2}"#,
+            r#"{"type":"msg","channel":"a","seq":-1}"#,
+            r#"{"type":"msg","channel":"bad channel!","seq":1}"#,
+            r#"{"type":"msg","channel":"a"}"#,
+            r#"{"type":"msg","channel":"a","seq":1"#,
+            r#"{"type":"msgx","channel":"a","seq":1}"#,
+            r#"{"type":"ack","id":"k","seq":3}"#,
+            r#"{"type":"hello","v":1,"server_id":"s","cursor":"c"}"#,
+            r#"{"type":"nope"}"#,
+            r#"[1]"#,
+        ];
+        for text in samples {
+            let fast = ServerFrame::decode(text, 1 << 20);
+            let classified = ServerFrame::decode_classified(text, 1 << 20);
+            assert_eq!(format!("{fast:?}"), format!("{classified:?}"), "{text}");
+        }
+    }
     use super::*;
 
     #[test]

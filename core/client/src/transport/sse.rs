@@ -37,8 +37,9 @@ pub(crate) async fn run(
     if let Some(a) = &auth {
         get = get.header(AUTHORIZATION, a.clone());
     }
+    // Boxed: the request's state is freed once the stream is open (idle memory).
     let answer = tokio::select! {
-        r = get.send() => r,
+        r = Box::pin(get.send()) => r,
         () = closed(&mut rx) => return,
     };
     let resp = match answer {

@@ -60,8 +60,10 @@ pub(crate) async fn run(
     mut rx: mpsc::UnboundedReceiver<ConnCommand>,
     em: Emitter,
 ) {
+    // Boxed: the handshake's large state (TCP, TLS, HTTP upgrade) is freed once open, so
+    // an idle connection's task holds only the pump (idle memory, see `config`).
     let opened = tokio::select! {
-        r = handshake(&io, &req) => r,
+        r = Box::pin(handshake(&io, &req)) => r,
         () = closed(&mut rx) => return,
     };
     let socket = match opened {
