@@ -2,7 +2,7 @@
 //! the engine's SSE parser against eventsource-stream. A normal program (not a timed test):
 //!
 //! ```text
-//! cargo run --release -p tether-examples --bin bench -- [--messages 50000] [--rounds 5] [--conns 1000]
+//! cargo run --release -p tether-examples --bin bench -- [--messages 50000] [--rounds 5] [--conns 1000] [--appends 300]
 //! ```
 //!
 //! (a) messages/s received over WebSocket, tether client vs raw tokio-tungstenite (parsing
@@ -79,7 +79,7 @@ async fn run() -> Res<()> {
     let (engine_mbs, es_mbs, mb) = sse_parse().await?;
 
     println!("(d) durable outbox appends (FileStore vs raw write + fdatasync)");
-    let (store_rate, fsync_rate) = store_rates(num("appends", 500))?;
+    let (store_rate, fsync_rate) = store_rates(num("appends", 300), rounds)?;
 
     println!();
     println!("| measure                                  | tether        | peer          | tether/peer |");
@@ -441,7 +441,9 @@ async fn sse_parse() -> Res<(f64, f64, f64)> {
 
 /// (d) FileStore appends (framed, CRC'd, fsynced) against the floor of any durable
 /// append: a raw `write_all` + `sync_data` of the same bytes, in the same directory.
-fn store_rates(n: usize) -> Res<(f64, f64)> {
+/// fsync latency swings a lot from one moment to the next, so the two alternate in
+/// `rounds` rounds of `n` appends and the medians are compared.
+fn store_rates(n: usize, rounds: usize) -> Res<(f64, f64)> {
     use std::io::Write;
     use tether::engine::store::{OutboxRecord, Store};
     let dir = std::env::temp_dir().join(format!("tether-bench-store-{}", std::process::id()));
@@ -454,23 +456,30 @@ fn store_rates(n: usize) -> Res<(f64, f64)> {
         enqueued_unix_ms: 0,
     };
     let mut store = tether::store::file::FileStore::open(dir.join("store"))?;
-    let t = Instant::now();
-    for i in 0..n {
-        store.append(&record(i))?;
-    }
-    let store_rate = n as f64 / t.elapsed().as_secs_f64();
     let mut raw = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("raw.log"))?;
-    let t = Instant::now();
-    for i in 0..n {
-        let bytes = serde_json::to_vec(&record(i))?;
-        raw.write_all(&bytes)?;
-        raw.sync_data()?;
+    let (mut stores, mut raws) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let ids = round * n..(round + 1) * n;
+        let t = Instant::now();
+        for i in ids.clone() {
+            store.append(&record(i))?;
+        }
+        stores.push(n as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for i in ids {
+            let bytes = serde_json::to_vec(&record(i))?;
+            raw.write_all(&bytes)?;
+            raw.sync_data()?;
+        }
+        raws.push(n as f64 / t.elapsed().as_secs_f64());
     }
-    let fsync_rate = n as f64 / t.elapsed().as_secs_f64();
+    let (store_rate, fsync_rate) = (median(stores), median(raws));
     let _ = std::fs::remove_dir_all(&dir);
-    println!("    FileStore: {store_rate:.0} appends/s, raw write+fdatasync: {fsync_rate:.0}/s");
+    println!(
+        "    FileStore: {store_rate:.0} appends/s, raw write+fdatasync: {fsync_rate:.0}/s (medians of {rounds})"
+    );
     Ok((store_rate, fsync_rate))
 }
