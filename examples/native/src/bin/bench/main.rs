@@ -316,33 +316,15 @@ fn rss_kib() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Child mode: open `n` idle connections of `kind`, print the RSS delta per connection.
+/// Child mode: open `n` idle connections of `kind`, print the RSS and live-heap deltas per
+/// connection.
 async fn mem_child(kind: &str, port: u16, n: usize) -> Res<()> {
     let endpoint = format!("http://127.0.0.1:{port}/tether");
     let ws_url = format!("ws://127.0.0.1:{port}/tether/ws?v=1&channels=idle");
-    // Warm up once (lazy statics, TLS roots, allocator arenas), then measure.
     let kib = if kind == "raw" {
-        let mut keep = Vec::with_capacity(n + 1);
-        keep.push(raw_idle(&ws_url).await?);
-        let (before, heap_before) = (rss_kib(), heap::live_kib());
-        for _ in 0..n {
-            keep.push(raw_idle(&ws_url).await?);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let delta = (rss_kib() - before, heap::live_kib() - heap_before);
-        drop(keep);
-        delta
+        hold_idle(n, || raw_idle(&ws_url)).await?
     } else {
-        let mut keep = Vec::with_capacity(n + 1);
-        keep.push(tether_idle(&endpoint).await?);
-        let (before, heap_before) = (rss_kib(), heap::live_kib());
-        for _ in 0..n {
-            keep.push(tether_idle(&endpoint).await?);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let delta = (rss_kib() - before, heap::live_kib() - heap_before);
-        drop(keep);
-        delta
+        hold_idle(n, || tether_idle(&endpoint)).await?
     };
     println!(
         "KIB_PER_CONN {:.2} {:.2}",
@@ -350,6 +332,23 @@ async fn mem_child(kind: &str, port: u16, n: usize) -> Res<()> {
         kib.1 / n as f64
     );
     Ok(())
+}
+
+/// Open one connection to warm up (lazy statics, TLS roots, allocator arenas), then `n`
+/// more, and return the (RSS, live heap) KiB they added while all are held idle.
+async fn hold_idle<T, F, Fut>(n: usize, open: F) -> Res<(f64, f64)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Res<T>>,
+{
+    let mut keep = Vec::with_capacity(n + 1);
+    keep.push(open().await?);
+    let (before, heap_before) = (rss_kib(), heap::live_kib());
+    for _ in 0..n {
+        keep.push(open().await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok((rss_kib() - before, heap::live_kib() - heap_before))
 }
 
 type RawWs =
