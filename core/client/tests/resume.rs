@@ -76,16 +76,7 @@ async fn killed_connection_resumes(t: TransportKind) {
     assert!(
         handshakes.len() >= 2,
         "expected reconnects, log: {}",
-        server
-            .log()
-            .snapshot()
-            .iter()
-            .filter(|e| !matches!(e.kind, tether_server::LogKind::FrameOut))
-            .map(|e| format!(
-                "\n{} {:?} {:?} {:?} {:?}",
-                e.at_us, e.kind, e.conn, e.query, e.detail
-            ))
-            .collect::<String>()
+        log_dump(&server)
     );
     assert!(
         handshakes.iter().skip(1).all(|h| h.cursor.is_some()),

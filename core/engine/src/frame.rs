@@ -358,31 +358,6 @@ pub fn valid_channel(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn wire_3_fast_and_classifying_decodes_agree() {
-        let samples = [
-            r#"{"type":"msg","channel":"a","seq":1,"cursor":"c1","data":{"x":[1,2]}}"#,
-            r#"{"type":"msg","channel":"a","seq":1}"#,
-            r#"{"channel":"a","seq":2,"type":"msg","data":null}"#,
-            r#"{"type":"msg","channel":"a","seq":1,"extra":true,"data":"s"}"#,
-            r#"{"type":"msg","channel":"a","seq":1,"seq":2}"#,
-            r#"{"type":"msg","channel":"a","seq":-1}"#,
-            r#"{"type":"msg","channel":"bad channel!","seq":1}"#,
-            r#"{"type":"msg","channel":"a"}"#,
-            r#"{"type":"msg","channel":"a","seq":1"#,
-            r#"{"type":"msgx","channel":"a","seq":1}"#,
-            r#"{"type":"ack","id":"k","seq":3}"#,
-            r#"{"type":"hello","v":1,"server_id":"s","cursor":"c"}"#,
-            r#"{"type":"nope"}"#,
-            r#"[1]"#,
-        ];
-        for text in samples {
-            let fast = ServerFrame::decode(text, 1 << 20);
-            let classified = ServerFrame::decode_classified(text, 1 << 20);
-            assert_eq!(format!("{fast:?}"), format!("{classified:?}"), "{text}");
-        }
-    }
     use super::*;
 
     #[test]
@@ -487,5 +462,30 @@ mod tests {
         assert!(!valid_channel("a b"));
         assert!(!valid_channel("a,b"));
         assert!(!valid_channel(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn wire_3_fast_and_classifying_decodes_agree() {
+        let samples = [
+            r#"{"type":"msg","channel":"a","seq":1,"cursor":"c1","data":{"x":[1,2]}}"#,
+            r#"{"type":"msg","channel":"a","seq":1}"#,
+            r#"{"channel":"a","seq":2,"type":"msg","data":null}"#,
+            r#"{"type":"msg","channel":"a","seq":1,"extra":true,"data":"s"}"#,
+            r#"{"type":"msg","channel":"a","seq":1,"seq":2}"#,
+            r#"{"type":"msg","channel":"a","seq":-1}"#,
+            r#"{"type":"msg","channel":"bad channel!","seq":1}"#,
+            r#"{"type":"msg","channel":"a"}"#,
+            r#"{"type":"msg","channel":"a","seq":1"#,
+            r#"{"type":"msgx","channel":"a","seq":1}"#,
+            r#"{"type":"ack","id":"k","seq":3}"#,
+            r#"{"type":"hello","v":1,"server_id":"s","cursor":"c"}"#,
+            r#"{"type":"nope"}"#,
+            r#"[1]"#,
+        ];
+        for text in samples {
+            let fast = ServerFrame::decode(text, 1 << 20);
+            let classified = ServerFrame::decode_classified(text, 1 << 20);
+            assert_eq!(format!("{fast:?}"), format!("{classified:?}"), "{text}");
+        }
     }
 }

@@ -179,6 +179,22 @@ pub fn log_of(
     server.log().entries(kind, Some(t.as_str()))
 }
 
+/// The server log without outgoing frames, one entry per line (for failure messages).
+pub fn log_dump(server: &Server) -> String {
+    server
+        .log()
+        .snapshot()
+        .iter()
+        .filter(|e| !matches!(e.kind, tether_server::LogKind::FrameOut))
+        .map(|e| {
+            format!(
+                "\n{} {:?} {:?} {:?} {:?}",
+                e.at_us, e.kind, e.conn, e.query, e.detail
+            )
+        })
+        .collect()
+}
+
 /// Server log time (µs) of the first action entry whose detail starts with `prefix`.
 pub fn action_at(server: &Server, prefix: &str) -> u64 {
     server
