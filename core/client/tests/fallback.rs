@@ -200,3 +200,77 @@ async fn fallback_3_refused_tcp_is_not_blocking() {
         }
     );
 }
+
+/// Handshakes the server saw, per transport name.
+fn handshakes(server: &tether_server::Server) -> Vec<String> {
+    server
+        .log()
+        .entries(tether_server::LogKind::Handshake, None)
+        .into_iter()
+        .filter_map(|e| e.transport)
+        .collect()
+}
+
+/// FALLBACK-2: a load balancer whose backend is down answers 502 without `Tether-Error`. That
+/// is the server being unreachable, like refused TCP: the client backs off on WebSocket at
+/// the same pace as against a server that refuses TCP, with no fallback. (Before FALLBACK-2's
+/// table each 502 blocked the rung: one immediate attempt per rung at every backoff step,
+/// about three times the attempts.) Default timings (BACKOFF-2), four seeded clients each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_2_gateway_502_front_keeps_the_rung_and_the_attempt_rate() {
+    const CLIENTS: u64 = 4;
+    const WINDOW: Duration = Duration::from_secs(8);
+    let gateway = server().await;
+    gateway.apply_fault(FaultRule::always(Fault::Status {
+        status: 502,
+        headers: Default::default(),
+        body: "<html>502 Bad Gateway</html>".into(),
+    }));
+    let direct = server().await;
+    direct.apply_fault(FaultRule::always(Fault::RefuseTcp));
+    let mut clients = Vec::new();
+    let mut streams = Vec::new();
+    for seed in 1..=CLIENTS {
+        for s in [&gateway, &direct] {
+            let c = build(Client::builder(s.endpoint_url()).seed(seed));
+            streams.push(c.events());
+            c.connect().unwrap_or_else(|e| panic!("{e}"));
+            clients.push(c);
+        }
+    }
+    tokio::time::sleep(WINDOW).await;
+    let behind_gateway = handshakes(&gateway);
+    let direct_attempts = direct
+        .log()
+        .entries(tether_server::LogKind::TcpRefused, None)
+        .len();
+    for c in &clients {
+        c.close().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let per_sec = |n: usize| n as f64 / (CLIENTS as f64 * WINDOW.as_secs_f64());
+    eprintln!(
+        "attempts/s per client over {WINDOW:?}: behind a 502 front {:.2} ({} attempts), refused TCP {:.2} ({} attempts)",
+        per_sec(behind_gateway.len()),
+        behind_gateway.len(),
+        per_sec(direct_attempts),
+        direct_attempts
+    );
+    assert!(
+        behind_gateway.iter().all(|t| t == "websocket"),
+        "FALLBACK-2: the rung is kept: {behind_gateway:?}"
+    );
+    for mut events in streams {
+        while let Some(ev) = events.try_recv() {
+            assert!(
+                !matches!(ev.event, Event::Fallback { .. }),
+                "FALLBACK-2: no fallback behind a 502 front: {:?}",
+                ev.event
+            );
+        }
+    }
+    assert!(
+        behind_gateway.len() <= direct_attempts + 2 * CLIENTS as usize,
+        "FALLBACK-2: {} attempts behind a 502 front against {direct_attempts} with refused TCP (same seeds)",
+        behind_gateway.len()
+    );
+}

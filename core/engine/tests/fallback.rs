@@ -47,7 +47,8 @@ fn fallback_1_ladder_order_restricted_to_allowed() {
 
 #[test]
 fn fallback_2a_upgrade_refused_falls_to_sse_at_once() {
-    for status in [200, 403, 405, 502] {
+    // The table of FALLBACK-2: answers that show the request itself was refused on the way.
+    for status in [200, 302, 400, 403, 404, 405, 410, 414, 426, 431] {
         let mut s = Sim::default_sim();
         s.connect();
         let c = s.last_open().conn;
@@ -447,7 +448,7 @@ fn fallback_2_which_signals_block_a_rung() {
         ("upgrade_required", |s, c| {
             s.failed(c, http(426, Some("upgrade_required"), None))
         }),
-        ("proxy 502", |s, c| s.failed(c, http(502, None, None))),
+        ("proxy 404", |s, c| s.failed(c, http(404, None, None))),
         ("200 instead of 101", |s, c| {
             s.failed(c, http(200, None, None))
         }),
@@ -460,10 +461,12 @@ fn fallback_2_which_signals_block_a_rung() {
         assert_eq!(s.last_open().transport, Sse, "{name}");
     }
     // Not blocking (the server answered, or is unreachable): backoff on the same rung.
-    let not_blocking: [(&str, Script); 4] = [
+    let not_blocking: [(&str, Script); 6] = [
         ("server 500", |s, c| {
             s.failed(c, http(500, Some("server_error"), None))
         }),
+        ("gateway 502", |s, c| s.failed(c, http(502, None, None))),
+        ("gateway 504", |s, c| s.failed(c, http(504, None, None))),
         ("unreachable", |s, c| s.unreachable(c)),
         ("io before open", |s, c| {
             s.failed(c, TransportFailure::Io("tls".into()))
@@ -481,4 +484,81 @@ fn fallback_2_which_signals_block_a_rung() {
         assert!(fallbacks(&s).is_empty(), "{name}");
         assert_eq!(s.step_to_open().transport, WebSocket, "{name}");
     }
+}
+
+/// A load balancer in front of a server that is down: 5xx without `Tether-Error` on every
+/// rung. Before FALLBACK-2's table, each one blocked the rung, so every backoff step was
+/// three immediate attempts (one per rung) and the memo could keep a lower rung.
+#[test]
+fn fallback_2_gateway_errors_keep_the_rung_under_backoff() {
+    for status in [500, 502, 503, 504, 407, 408] {
+        let mut s = Sim::default_sim();
+        s.connect();
+        let mut attempts = Vec::new();
+        for n in 0..6 {
+            let o = s.last_open();
+            attempts.push((s.now, o.transport));
+            s.failed(o.conn, http(status, None, None));
+            assert!(is_reconnecting(&s.state()), "HTTP {status}: backs off");
+            assert_eq!(
+                s.scheduled().len(),
+                n + 1,
+                "HTTP {status}: one delay per attempt"
+            );
+            s.step_to_open();
+        }
+        assert!(
+            attempts.iter().all(|(_, t)| *t == WebSocket),
+            "HTTP {status}: the rung is kept: {attempts:?}"
+        );
+        assert!(fallbacks(&s).is_empty(), "HTTP {status}: no fallback");
+        assert!(
+            !s.errors().contains(&ErrorCode::TransportBlocked),
+            "HTTP {status}"
+        );
+        // Every attempt after the first waited the declared backoff delay (BACKOFF-1/3).
+        let delays: Vec<_> = s.scheduled().iter().map(|d| d.1).collect();
+        for (i, w) in attempts.windows(2).enumerate() {
+            let waited = w[1].0 - w[0].0;
+            assert!(
+                waited.abs_diff(delays[i]) < ms(1),
+                "HTTP {status}: attempt {} waited {waited:?}, declared {:?}",
+                i + 1,
+                delays[i]
+            );
+        }
+        // The server comes back: connected on WebSocket, not degraded, memo on WebSocket.
+        let c = s.last_open().conn;
+        s.accept(c);
+        assert_eq!(
+            s.state(),
+            State::Connected {
+                transport: WebSocket
+            }
+        );
+        let memo = saved_memo(&s.store).expect("memo saved on hello");
+        assert_eq!(
+            memo.transports.get(ENDPOINT),
+            Some(&WebSocket),
+            "HTTP {status}"
+        );
+    }
+}
+
+#[test]
+fn fallback_2_gateway_errors_on_a_lower_rung_keep_that_rung() {
+    // Degraded on SSE (WebSocket refused by a proxy), then the balancer loses its backends.
+    let mut s = Sim::default_sim();
+    let c = degraded_on_sse(&mut s);
+    s.closed(c, Some(1006), "");
+    for _ in 0..4 {
+        let o = s.step_to_open();
+        assert_eq!(o.transport, Sse);
+        s.failed(o.conn, http(502, None, None));
+    }
+    assert_eq!(
+        fallbacks(&s),
+        vec![(WebSocket, Sse, FallbackReason::Blocked)],
+        "only the proxy's refusal moved the client"
+    );
 }

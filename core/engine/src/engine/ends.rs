@@ -2,6 +2,27 @@
 
 use super::*;
 
+/// What an answer without `Tether-Error` to an upgrade or stream request says about the rung
+/// (SPEC FALLBACK-2, the table). 401, 429 and 503 are handled before (AUTH-2, READY-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ProxyAnswer {
+    /// The request itself was refused on the way: the rung is blocked at once.
+    Blocked,
+    /// The server could not be reached through the intermediary, whatever the rung.
+    Unreachable,
+}
+
+/// FALLBACK-2: 407 (the proxy wants credentials the client does not have), 408 (request
+/// timeout) and every 5xx (a gateway with no backend) fail every rung alike; any other
+/// status (200 or another non-101 answer to an upgrade, a 3xx not followed, 400, 403, 404,
+/// 405, 426 and other 4xx) shows that this kind of request is refused on this path.
+pub(super) fn proxy_answer(status: u16) -> ProxyAnswer {
+    match status {
+        407 | 408 | 500..=599 => ProxyAnswer::Unreachable,
+        _ => ProxyAnswer::Blocked,
+    }
+}
+
 impl Engine {
     pub(super) fn on_closed(&mut self, now: Instant, role: Role, code: Option<u16>, reason: &str) {
         let code_v = code.unwrap_or(1005);
@@ -129,12 +150,26 @@ impl Engine {
                         self.attempt_failed(now, Cause::TransportError, c.sse_retry)
                     };
                 }
-                // FALLBACK-2a: a proxy answered.
-                self.events.push_back(Event::Error {
-                    code: ErrorCode::TransportBlocked,
-                    detail: format!("HTTP {status} without Tether-Error"),
-                });
-                self.blocked(now)
+                match proxy_answer(status) {
+                    ProxyAnswer::Unreachable => {
+                        // FALLBACK-2: a gateway could not reach the server (a load balancer
+                        // whose backends are down), or the path fails every rung alike:
+                        // normal backoff on the same rung, no strike, no fallback.
+                        self.events.push_back(Event::Error {
+                            code: ErrorCode::TransportError,
+                            detail: format!("HTTP {status} from an intermediary (no Tether-Error)"),
+                        });
+                        self.attempt_failed(now, Cause::TransportError, c.sse_retry)
+                    }
+                    ProxyAnswer::Blocked => {
+                        // FALLBACK-2a: something on the way refused this kind of request.
+                        self.events.push_back(Event::Error {
+                            code: ErrorCode::TransportBlocked,
+                            detail: format!("HTTP {status} without Tether-Error"),
+                        });
+                        self.blocked(now)
+                    }
+                }
             }
         }
     }
