@@ -87,7 +87,29 @@ pub use tether_engine as engine;
 ///   `frame_too_large`.
 /// - **Bounded queues**: transports report to the driver over a bounded channel (256 events), so
 ///   a slow driver slows socket reads instead of buffering.
+/// - **Pooled HTTP connections and dead paths** (SSE, long-poll, `POST /send`): NAT gateways
+///   and cloud load balancers forget idle TCP connections without telling either end (no FIN,
+///   no RST), after as little as 30 s to a few minutes (AWS ALB: 60 s by default). A request
+///   sent on such a pooled connection is never answered. Three layers deal with it:
+///   1. idle pooled connections are dropped after [`POOL_IDLE_TIMEOUT`] (20 s), below those
+///      timeouts, so reuse rarely meets a forgotten connection;
+///   2. TCP keepalive probes after [`TCP_KEEPALIVE_IDLE`] (15 s) of idleness, every
+///      [`TCP_KEEPALIVE_INTERVAL`] (5 s), [`TCP_KEEPALIVE_RETRIES`] (3) times, keep NAT
+///      mappings of kept connections fresh and let the kernel fail a dead one within about
+///      30 s; on Linux `TCP_USER_TIMEOUT` ([`TCP_USER_TIMEOUT`], 30 s) fails a socket whose
+///      sent data stays unacknowledged;
+///   3. the guarantee is the engine's: every `POST /send` has a deadline (SPEC OUTBOX-9,
+///      `open_timeout` plus one second per 16 KiB of body); when it passes, the connection
+///      is closed, which aborts the hung request so its socket is never reused, and the
+///      publishes are resent on a fresh connection.
+///
+///   WebSocket needs none of this: publishes share the stream's socket, and the server's
+///   pings (HEARTBEAT-2) prove it alive or fail it.
 pub mod transport_settings {
     /// The default WebSocket read buffer per connection.
     pub const WS_READ_BUFFER: usize = crate::transport::ws::DEFAULT_READ_BUFFER;
+    pub use crate::transport::http::{
+        POOL_IDLE_TIMEOUT, TCP_KEEPALIVE_IDLE, TCP_KEEPALIVE_INTERVAL, TCP_KEEPALIVE_RETRIES,
+        TCP_USER_TIMEOUT,
+    };
 }

@@ -24,6 +24,7 @@ pub enum ErrorCode {
     BadRequest,
     AttemptsExhausted,
     HeartbeatTimeout,
+    SendTimeout,
     TransportBlocked,
     TransportError,
     ServerError,
@@ -31,7 +32,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, in SPEC order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::FrameMalformed,
         ErrorCode::FrameTooLarge,
         ErrorCode::SseLineTooLong,
@@ -51,6 +52,7 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::AttemptsExhausted,
         ErrorCode::HeartbeatTimeout,
+        ErrorCode::SendTimeout,
         ErrorCode::TransportBlocked,
         ErrorCode::TransportError,
         ErrorCode::ServerError,
@@ -78,6 +80,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::AttemptsExhausted => "attempts_exhausted",
             ErrorCode::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorCode::SendTimeout => "send_timeout",
             ErrorCode::TransportBlocked => "transport_blocked",
             ErrorCode::TransportError => "transport_error",
             ErrorCode::ServerError => "server_error",

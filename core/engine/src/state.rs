@@ -10,7 +10,9 @@ pub enum Cause {
     UserConnect,
     UserClose,
     Hello,
-    TransportClosed { code: Option<u16> },
+    TransportClosed {
+        code: Option<u16>,
+    },
     TransportError,
     HeartbeatTimeout,
     Drain,
@@ -22,9 +24,13 @@ pub enum Cause {
     SlowOpen,
     ProtocolError,
     AttemptsExhausted,
-    Terminal { code: ErrorCode },
+    Terminal {
+        code: ErrorCode,
+    },
     Backoff,
     Upgrade,
+    /// A `POST /send` got no answer within its deadline (OUTBOX-9).
+    SendTimeout,
 }
 
 impl Cause {
@@ -49,6 +55,7 @@ impl Cause {
             Cause::Terminal { .. } => "terminal",
             Cause::Backoff => "backoff",
             Cause::Upgrade => "upgrade",
+            Cause::SendTimeout => "send_timeout",
         }
     }
 }

@@ -300,3 +300,123 @@ fn outbox_8_store_records_restored_in_order() {
     );
     assert!(matches!(s.state(), State::Connected { .. }));
 }
+
+fn only(t: tether_engine::TransportKind) -> Sim {
+    let mut cfg = config();
+    cfg.transports = vec![t];
+    Sim::new(cfg)
+}
+
+/// A pooled connection a NAT dropped without a RST: the POST is never answered while the
+/// stream itself stays alive (its heartbeats keep coming). Before OUTBOX-9 the publishes
+/// stayed unacknowledged for as long as the stream lived, with the client `connected`.
+#[test]
+fn outbox_9_unanswered_post_fails_the_connection_and_resends() {
+    for t in [Sse, LongPoll] {
+        let mut s = only(t);
+        let c1 = s.connect_up();
+        let ids: Vec<String> = (0..3).map(|i| s.publish("a", json!(i))).collect();
+        assert_eq!(s.published_ids(c1), ids, "{t}: one POST");
+        // No answer, but the stream is alive: 9 s later the client is still up.
+        s.run_alive(&[c1], secs(9));
+        assert!(s.engine.state().is_up(), "{t}: {:?}", s.state());
+        // open_timeout (10 s) plus the body allowance: the connection is given up.
+        s.run_alive(&[c1], secs(2));
+        let closed = s.closes();
+        assert!(
+            closed.contains(&(c1, 4000, "send timeout".into())),
+            "{t}: {closed:?}"
+        );
+        assert_eq!(s.count_errors(ErrorCode::SendTimeout), 1, "{t}");
+        let (attempt, delay, cause) = s.scheduled()[0].clone();
+        assert_eq!(
+            (attempt, cause.as_str()),
+            (1, "send_timeout"),
+            "{t}: reconnect with backoff from n = 0"
+        );
+        assert!(delay <= secs(1), "{t}: n = 0 draw, at most base: {delay:?}");
+        assert!(
+            s.transitions().iter().any(|(from, to, cause)| from.is_up()
+                && matches!(to, State::Reconnecting { .. })
+                && cause.as_str() == "send_timeout"),
+            "{t}: {:?}",
+            s.transitions()
+        );
+        // OUTBOX-4: resent on the fresh connection, same ids, same order.
+        let c2 = s.step_to_open().conn;
+        s.accept(c2);
+        assert_eq!(s.published_ids(c2), ids, "{t}: resent in order");
+        s.ev(
+            c2,
+            TransportEvent::SendReply(
+                format!("[{},{},{}]", ack(&ids[0]), ack(&ids[1]), ack(&ids[2])).into_bytes(),
+            ),
+        );
+        assert_eq!(s.engine.outbox_len(), 0, "{t}");
+    }
+}
+
+#[test]
+fn outbox_9_deadline_is_open_timeout_plus_body_allowance() {
+    let mut s = only(Sse);
+    let c = s.connect_up();
+    let big = "x".repeat(160 * 1024);
+    s.publish("a", json!(big));
+    // 160 KiB of body: ten more seconds than open_timeout (one per 16 KiB).
+    s.run_alive(&[c], secs(19));
+    assert!(s.engine.state().is_up(), "{:?}", s.state());
+    s.run_alive(&[c], secs(2));
+    assert!(s.closes().contains(&(c, 4000, "send timeout".into())));
+}
+
+#[test]
+fn outbox_9_deadline_counts_from_the_previous_answer() {
+    let mut s = only(Sse);
+    let c = s.connect_up();
+    let a = s.publish("a", json!(1));
+    // The outbox window lets the second publish go while the first POST is pending.
+    let b = s.publish("a", json!(2));
+    assert_eq!(s.published_ids(c), vec![a.clone(), b.clone()]);
+    // The first POST answers after 8 s: the second (sent after it, on the same worker)
+    // gets its own full deadline from that answer.
+    s.run_alive(&[c], secs(8));
+    s.ev(
+        c,
+        TransportEvent::SendReply(format!("[{}]", ack(&a)).into_bytes()),
+    );
+    s.run_alive(&[c], secs(9));
+    assert!(
+        s.engine.state().is_up(),
+        "17 s after the second POST, 9 s after the answer"
+    );
+    assert!(!s.closes().iter().any(|x| x.0 == c));
+    s.run_alive(&[c], secs(2));
+    assert!(s.closes().contains(&(c, 4000, "send timeout".into())));
+}
+
+#[test]
+fn outbox_9_answered_posts_and_websocket_have_no_deadline() {
+    // Answered POSTs leave nothing pending.
+    let mut s = only(LongPoll);
+    let c = s.connect_up();
+    for i in 0..5 {
+        let id = s.publish("a", json!(i));
+        s.run_alive(&[c], secs(6));
+        s.ev(
+            c,
+            TransportEvent::SendReply(format!("[{}]", ack(&id)).into_bytes()),
+        );
+    }
+    s.run_alive(&[c], secs(60));
+    assert!(s.engine.state().is_up());
+    assert_eq!(s.count_errors(ErrorCode::SendTimeout), 0);
+    // WebSocket: publishes share the stream's socket, whose liveness HEARTBEAT-2 checks; a
+    // late ack on a live socket is a slow server, not a dead connection.
+    let mut s = Sim::default_sim();
+    let c = s.connect_up();
+    s.publish("a", json!(1));
+    s.run_alive(&[c], secs(120));
+    assert!(s.engine.state().is_up());
+    assert_eq!(s.count_errors(ErrorCode::SendTimeout), 0);
+    assert_eq!(s.engine.outbox_len(), 1);
+}

@@ -482,6 +482,7 @@ fn err_1_stable_codes() {
         "bad_request",
         "attempts_exhausted",
         "heartbeat_timeout",
+        "send_timeout",
         "transport_blocked",
         "transport_error",
         "server_error",

@@ -69,18 +69,39 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
         .with_no_client_auth())
 }
 
+/// How long an idle pooled HTTP connection is kept for reuse: below the idle timeouts of
+/// common NAT gateways and load balancers (AWS ALB's default is 60 s, many carrier NATs
+/// forget TCP mappings after 30 s to a few minutes), so a publish rarely lands on a
+/// connection the network has already forgotten. See [`crate::transport_settings`].
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// TCP keepalive: first probe after this much idleness (it also refreshes NAT mappings).
+pub const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// TCP keepalive: interval between unanswered probes.
+pub const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// TCP keepalive: unanswered probes before the kernel gives the connection up.
+pub const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// Linux `TCP_USER_TIMEOUT`: sent data unacknowledged this long fails the socket.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The pooled HTTP client of SSE, long-poll, `/send` and `/ready`.
 ///
 /// No overall request timeout: SSE streams live for hours and the engine owns every
-/// deadline (open timeout, heartbeat, poll hold), closing connections it gave up on.
+/// deadline (open timeout, heartbeat, poll hold, the `POST /send` deadline of OUTBOX-9),
+/// closing connections it gave up on; aborting a request that never got its answer drops
+/// its socket instead of returning it to the pool. The pool and TCP settings below only
+/// make such dead sockets rarer and shorter-lived (see [`crate::transport_settings`]).
 pub(crate) fn http_client(tls: rustls::ClientConfig) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(30))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| e.to_string())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .tcp_keepalive(TCP_KEEPALIVE_IDLE)
+        .tcp_keepalive_interval(TCP_KEEPALIVE_INTERVAL)
+        .tcp_keepalive_retries(TCP_KEEPALIVE_RETRIES);
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let builder = builder.tcp_user_timeout(TCP_USER_TIMEOUT);
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// The retry-after hint of an answer: `Tether-Retry-After-Ms`, else `Retry-After` seconds.

@@ -202,6 +202,22 @@ impl Engine {
         }
     }
 
+    /// A `POST /send` of connection `role` was answered: the oldest one (OUTBOX-9).
+    pub(super) fn send_answered(&mut self, now: Instant, role: Role) {
+        if let Some(c) = self.conn_mut(role) {
+            c.sends.pop_front();
+            c.send_answered = now;
+        }
+    }
+
+    /// OUTBOX-9: when the oldest unanswered `POST /send` of `c` counts as dead.
+    pub(super) fn send_deadline(&self, c: &Conn) -> Option<Instant> {
+        let front = c.sends.front()?;
+        let allowance =
+            Duration::from_secs_f64(front.bytes as f64 / SEND_ALLOWANCE_BYTES_PER_SEC as f64);
+        Some(front.issued.max(c.send_answered) + self.policy.open_timeout + allowance)
+    }
+
     pub(super) fn check_conn_deadlines(&mut self, now: Instant) {
         if let Some(c) = self.candidate.as_ref() {
             if now >= self.conn_deadline(c) {
@@ -229,6 +245,29 @@ impl Engine {
                 });
                 self.strike(now, c.sse_retry, Cause::SlowOpen)
             }
+            Phase::Up if self.send_deadline(&c).is_some_and(|d| now >= d) => {
+                // OUTBOX-9: a POST got no answer (a pooled connection silently dropped by a
+                // NAT or load balancer). Closing makes the host abort the hung request, so
+                // its socket is not reused; the publishes are resent on the next connection.
+                self.actions.push_back(Action::Close {
+                    conn: c.id,
+                    code: 4000,
+                    reason: "send timeout".into(),
+                });
+                self.events.push_back(Event::Error {
+                    code: ErrorCode::SendTimeout,
+                    detail: format!(
+                        "POST /send on {} unanswered for {} ms",
+                        c.transport,
+                        (now - c
+                            .sends
+                            .front()
+                            .map_or(now, |s| s.issued.max(c.send_answered)))
+                        .as_millis()
+                    ),
+                });
+                self.connection_lost(now, c.sse_retry, Cause::SendTimeout)
+            }
             Phase::Up => {
                 self.actions.push_back(Action::Close {
                     conn: c.id,
@@ -245,6 +284,15 @@ impl Engine {
     }
 
     pub(super) fn conn_deadline(&self, c: &Conn) -> Instant {
+        let liveness = self.liveness_deadline(c);
+        match self.send_deadline(c) {
+            Some(d) => liveness.min(d),
+            None => liveness,
+        }
+    }
+
+    /// The open timeout (CONN-2) or the heartbeat deadline (HEARTBEAT-2/4) of `c`.
+    fn liveness_deadline(&self, c: &Conn) -> Instant {
         match c.phase {
             Phase::Opening => c.started + self.policy.open_timeout,
             Phase::Up if c.transport == TransportKind::LongPoll => {

@@ -199,7 +199,7 @@ impl Engine {
             ServerFrame::Ack { id, seq, .. } => {
                 if self.outbox.remove(&id).is_some() {
                     self.events.push_back(Event::Acked { id, seq });
-                    self.flush_outbox();
+                    self.flush_outbox(now);
                 }
             }
             ServerFrame::Ping {} => {
@@ -235,7 +235,7 @@ impl Engine {
                         id,
                         reason: crate::event::DropReason::Rejected { code: code.clone() },
                     });
-                    self.flush_outbox();
+                    self.flush_outbox(now);
                 }
                 if terminal {
                     let code = ErrorCode::parse(&code)
@@ -388,7 +388,7 @@ impl Engine {
         self.set_state(next, cause);
         // Long-poll: the hello came in a poll answer; the PollBody handler issues the next poll.
         self.sync_subscriptions(now);
-        self.flush_outbox();
+        self.flush_outbox(now);
     }
 
     pub(super) fn deliver(&mut self, channel: &str, deliveries: Vec<Delivery>) {

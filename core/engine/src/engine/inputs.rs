@@ -131,7 +131,7 @@ impl Engine {
                 reason: d.reason,
             });
         }
-        self.flush_outbox();
+        self.flush_outbox(now);
         Ok(id)
     }
 
@@ -304,7 +304,7 @@ impl Engine {
         if let Some(at) = self.resend_at {
             if now >= at {
                 self.resend_at = None;
-                self.flush_outbox();
+                self.flush_outbox(now);
             }
         }
         self.check_conn_deadlines(now);
@@ -388,8 +388,12 @@ impl Engine {
                     });
                 }
             }
-            TransportEvent::SendReply(body) => self.on_batch(now, conn, &body),
+            TransportEvent::SendReply(body) => {
+                self.send_answered(now, role);
+                self.on_batch(now, conn, &body)
+            }
             TransportEvent::SendFailed(_) => {
+                self.send_answered(now, role);
                 self.outbox.unsend(conn);
                 self.resend_at = Some(now + self.policy.floor.max(Duration::from_millis(1)));
             }

@@ -36,6 +36,10 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// Longest drain window honoured (DRAIN-1).
 pub const MAX_DRAIN_MS: u64 = 600_000;
 
+/// The slowest upload a `POST /send` is allowed before it counts as dead: its deadline is
+/// `open_timeout` plus one second per this many bytes of body (OUTBOX-9).
+pub const SEND_ALLOWANCE_BYTES_PER_SEC: usize = 16 * 1024;
+
 /// How the application configures an engine.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -125,6 +129,17 @@ struct Conn {
     sse_retry: Option<Duration>,
     channels: Vec<String>,
     switch: Option<Switch>,
+    /// `POST /send` requests not answered yet, oldest first (SSE and long-poll, OUTBOX-9).
+    sends: VecDeque<PendingSend>,
+    /// When the last `POST /send` answer (reply or failure) arrived.
+    send_answered: Instant,
+}
+
+/// One `POST /send` waiting for its answer (OUTBOX-9).
+#[derive(Clone, Copy, Debug)]
+struct PendingSend {
+    issued: Instant,
+    bytes: usize,
 }
 
 /// What the engine is waiting for between connections.

@@ -103,6 +103,8 @@ impl Engine {
             sse_retry: None,
             channels,
             switch,
+            sends: VecDeque::new(),
+            send_answered: now,
         }
     }
 
@@ -145,16 +147,16 @@ impl Engine {
         }
     }
 
-    pub(super) fn flush_outbox(&mut self) {
+    pub(super) fn flush_outbox(&mut self, now: Instant) {
         let Some(c) = self.primary.as_ref().filter(|c| c.phase == Phase::Up) else {
             return;
         };
-        let conn = c.id;
+        let (conn, transport) = (c.id, c.transport);
         let records = self.outbox.take_sendable(conn, self.policy.max_in_flight);
         if records.is_empty() {
             return;
         }
-        let frames = records
+        let frames: Vec<String> = records
             .into_iter()
             .map(|r| {
                 let data = serde_json::from_str(&r.data).unwrap_or(Value::String(r.data));
@@ -166,6 +168,13 @@ impl Engine {
                 .encode()
             })
             .collect();
+        if transport != TransportKind::WebSocket {
+            // OUTBOX-9: this Transmit is one `POST /send`; its answer has a deadline.
+            let bytes = frames.iter().map(|f| f.len() + 1).sum::<usize>() + 1;
+            if let Some(c) = self.primary.as_mut() {
+                c.sends.push_back(PendingSend { issued: now, bytes });
+            }
+        }
         self.actions.push_back(Action::Transmit { conn, frames });
     }
 }
