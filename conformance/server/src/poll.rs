@@ -21,8 +21,14 @@ use tether_engine::frame::ServerFrame;
 use tokio::time::{sleep_until, Instant};
 
 const T: &str = "long_poll";
-/// Most frames in one answer.
+/// Most frames in one answer (RESUME-7).
 const MAX_FRAMES: usize = 1024;
+/// Most bytes of replayed or live messages in the hello answer (`hello=1`): the hello must
+/// not wait behind its own catch-up on a slow link (RESUME-7, CONN-6).
+pub const HELLO_CATCH_UP_BYTES: usize = 16 * 1024;
+/// Most bytes of messages in any later answer; at least one message goes whatever its size
+/// (RESUME-7).
+pub const ANSWER_BYTES: usize = 256 * 1024;
 /// Messages read per store call while filling an answer.
 const FILL_BATCH: usize = 8;
 /// Most armed follow-up faults kept.
@@ -159,32 +165,73 @@ async fn hello_poll(
         });
     }
     let channels = session.channels();
-    if let Err(e) = fill(shared, &mut session, &mut frames, channels).await {
+    let budget = Budget::hello();
+    if let Err(e) = fill(&mut session, &mut frames, channels, budget).await {
         return store_failed(shared, T, &e);
     }
     answer(shared, Some(id), &frames)
 }
 
-/// Append replayed/live messages on `channels` after the session's positions, within the answer budget.
+/// How much catch-up an answer may carry (RESUME-7).
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    /// Most bytes of `msg` frames.
+    bytes: usize,
+    /// True when at least one message goes whatever its size (not for the hello answer,
+    /// which must stay small: its messages follow on the next poll).
+    at_least_one: bool,
+}
+
+impl Budget {
+    fn hello() -> Budget {
+        Budget {
+            bytes: HELLO_CATCH_UP_BYTES,
+            at_least_one: false,
+        }
+    }
+
+    fn answer() -> Budget {
+        Budget {
+            bytes: ANSWER_BYTES,
+            at_least_one: true,
+        }
+    }
+}
+
+/// Append replayed/live messages on `channels` after the session's positions, within the
+/// answer's frame and byte budget (RESUME-7). A batch read past the budget is cut: each
+/// `msg` carries the cursor after it, so the next poll resumes from the last one sent (the
+/// session's own positions are not used again).
 async fn fill(
-    shared: &Shared,
     session: &mut Session,
     frames: &mut Vec<ServerFrame>,
     channels: Vec<String>,
+    budget: Budget,
 ) -> Result<(), crate::error::StoreError> {
-    let budget = shared.cfg.max_frame_bytes.saturating_mul(4);
-    let mut bytes: usize = frames.iter().map(|f| f.encode().len()).sum();
+    let mut bytes = 0usize;
+    let mut msgs = 0usize;
     for ch in channels {
         loop {
-            if frames.len() >= MAX_FRAMES || bytes >= budget {
+            if frames.len() >= MAX_FRAMES || bytes >= budget.bytes {
                 return Ok(());
             }
             let batch = session.next_batch(&ch, FILL_BATCH).await?;
             if batch.is_empty() {
                 break;
             }
-            bytes += batch.iter().map(|f| f.encode().len()).sum::<usize>();
-            frames.extend(batch);
+            for f in batch {
+                if let ServerFrame::Msg { .. } = f {
+                    let size = f.encode().len();
+                    let first = msgs == 0 && budget.at_least_one;
+                    if frames.len() >= MAX_FRAMES || (bytes + size > budget.bytes && !first) {
+                        return Ok(());
+                    }
+                    bytes += size;
+                    msgs += 1;
+                }
+                // `reset` and its `subscribed` stay together and are not counted.
+                frames.push(f);
+            }
         }
     }
     Ok(())
@@ -296,7 +343,7 @@ async fn poll(
         }
     }
     let channels = session.channels();
-    if let Err(e) = fill(shared, &mut session, &mut frames, channels).await {
+    if let Err(e) = fill(&mut session, &mut frames, channels, Budget::answer()).await {
         return store_failed(shared, T, &e);
     }
     if !frames.is_empty() {
@@ -329,7 +376,7 @@ async fn poll(
                 let Some(channels) = session.noticed(n) else {
                     return answer(shared, None, &[]);
                 };
-                if let Err(e) = fill(shared, &mut session, &mut frames, channels).await {
+                if let Err(e) = fill(&mut session, &mut frames, channels, Budget::answer()).await {
                     return store_failed(shared, T, &e);
                 }
                 if !frames.is_empty() {

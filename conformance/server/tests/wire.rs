@@ -609,3 +609,100 @@ async fn router_mounts_in_an_app() {
     state.publish("a", json!(1)).await.expect("publish");
     assert_eq!(frame(&mut w).await["type"], "msg");
 }
+
+/// RESUME-7: a large catch-up never holds the hello back. The long-poll hello answer carries
+/// the hello, `subscribed` and at most 16 KiB of messages; later answers are bounded by bytes
+/// (256 KiB, at least one message) as well as frames; together they deliver everything, in
+/// order, each poll resuming from the cursor of the last message received. On WebSocket the
+/// hello and `subscribed` come before any replayed message.
+#[tokio::test]
+async fn resume_7_catch_up_never_holds_the_hello_back() {
+    let s = server(ServerConfig {
+        ring_capacity: 2048,
+        ..Default::default()
+    })
+    .await;
+    let first = poll_frames(&s, "channels=a&hello=1").await;
+    let cursor = first[1]["cursor"].as_str().expect("cursor").to_owned();
+    let pad = "p".repeat(1000);
+    for n in 0..1500u64 {
+        let data = if n == 700 {
+            json!({"n": n, "pad": "L".repeat(400_000)})
+        } else {
+            json!({"n": n, "pad": pad})
+        };
+        s.publish("a", data).await.expect("publish");
+    }
+    // The hello answer: small, whatever the catch-up.
+    let r = poll(&s, &format!("channels=a&hello=1&cursor={}", enc(&cursor))).await;
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.expect("body");
+    let frames: Vec<serde_json::Value> = serde_json::from_slice(&body).expect("json");
+    assert_eq!(frames[0]["type"], "hello");
+    assert_eq!(frames[1]["type"], "subscribed");
+    let msg_bytes: usize = frames[2..].iter().map(|f| f.to_string().len()).sum();
+    assert!(
+        msg_bytes <= 16 * 1024,
+        "hello answer carries {msg_bytes} bytes of messages"
+    );
+    assert!(
+        body.len() < 20 * 1024,
+        "hello answer of {} bytes",
+        body.len()
+    );
+    let mut got: Vec<u64> = frames[2..]
+        .iter()
+        .map(|f| f["data"]["n"].as_u64().expect("n"))
+        .collect();
+    let mut cursor = frames
+        .last()
+        .and_then(|f| f["cursor"].as_str())
+        .expect("cursor")
+        .to_owned();
+    // Later answers: bounded by bytes, at least one message each.
+    let mut answers = 0;
+    while got.len() < 1500 {
+        answers += 1;
+        assert!(answers < 100, "no progress: {} of 1500", got.len());
+        let r = poll(
+            &s,
+            &format!("channels=a&cursor={}&hold_ms=100", enc(&cursor)),
+        )
+        .await;
+        let body = r.bytes().await.expect("body");
+        let frames: Vec<serde_json::Value> = serde_json::from_slice(&body).expect("json");
+        let msgs: Vec<&serde_json::Value> = frames.iter().filter(|f| f["type"] == "msg").collect();
+        assert!(!msgs.is_empty(), "at least one message per answer");
+        let bytes: usize = msgs.iter().map(|f| f.to_string().len()).sum();
+        assert!(
+            msgs.len() == 1 || bytes <= 256 * 1024,
+            "an answer of {} messages, {bytes} bytes",
+            msgs.len()
+        );
+        assert!(frames.len() <= 1024);
+        got.extend(msgs.iter().map(|f| f["data"]["n"].as_u64().expect("n")));
+        cursor = msgs
+            .last()
+            .and_then(|f| f["cursor"].as_str())
+            .expect("cursor")
+            .to_owned();
+    }
+    assert_eq!(
+        got,
+        (0..1500).collect::<Vec<_>>(),
+        "everything once, in order"
+    );
+    assert!(answers >= 6, "bounded answers: {answers}");
+    // WebSocket: hello and subscribed first, the replay after.
+    let mut w = ws(
+        &s,
+        &format!(
+            "channels=a&cursor={}",
+            enc(first[1]["cursor"].as_str().expect("c"))
+        ),
+    )
+    .await;
+    assert_eq!(frame(&mut w).await["type"], "hello");
+    assert_eq!(frame(&mut w).await["type"], "subscribed");
+    assert_eq!(frame(&mut w).await["data"]["n"], 0);
+}

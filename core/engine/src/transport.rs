@@ -41,6 +41,9 @@ impl core::fmt::Display for TransportKind {
     }
 }
 
+/// The most often a host reports [`TransportEvent::Receiving`] for one connection.
+pub const RECEIVING_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Identifies one connection (CONN-4). Never reused within an engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConnId(pub u64);
@@ -112,6 +115,27 @@ pub enum TransportEvent {
     SendReply(Vec<u8>),
     /// A POST `/send` failed; the publishes stay in the outbox.
     SendFailed(TransportFailure),
+    /// Bytes arrived on the connection for a message or body that is not complete yet
+    /// (SPEC HEARTBEAT-2, HEARTBEAT-4, CONN-6): the connection is alive even though no
+    /// complete event could be reported. `bytes` counts what arrived since the previous
+    /// `Receiving` of this connection (for diagnostics; the engine needs only the instant).
+    ///
+    /// When a host MUST emit it:
+    /// - **long-poll**: while a poll answer's body is being read (after its headers,
+    ///   before its [`TransportEvent::PollBody`]), the hello poll included;
+    /// - **WebSocket**: while bytes are read from the socket and no complete message came
+    ///   out of them (a large message on a slow link), where the stack lets the host count
+    ///   socket bytes; a host that cannot (a browser's `WebSocket`) does without;
+    /// - never for `POST /send` answers (they travel on another connection, HEARTBEAT-2),
+    ///   and not needed on SSE, whose every chunk is already a
+    ///   [`TransportEvent::SseBytes`].
+    ///
+    /// How often: throttled in the host so it costs nothing on the hot path, at most one
+    /// per [`RECEIVING_INTERVAL`] per connection, and only when bytes arrived since the last
+    /// one; a body or message completing within the interval needs none (its complete event
+    /// is liveness itself). A host SHOULD report within one interval of bytes arriving, so
+    /// the engine's deadlines (seconds) never see a live connection as silent.
+    Receiving { bytes: u64 },
     /// The stream ended cleanly (WebSocket close frame, SSE EOF).
     Closed { code: Option<u16>, reason: String },
     /// The attempt or the connection failed.

@@ -7,6 +7,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tether_engine::frame::encode_batch;
+use tether_engine::transport::RECEIVING_INTERVAL;
 use tether_engine::{ReadyAnswer, Token, TransportEvent, TransportFailure};
 use tokio::sync::mpsc;
 use url::Url;
@@ -153,6 +154,17 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
 /// `limit + 1` bytes so the engine rejects it as `frame_too_large` (LIMIT-2) without this task
 /// ever holding more.
 pub(crate) async fn read_capped(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    read_body(resp, limit, None).await
+}
+
+/// [`read_capped`], reporting bytes of the body still arriving to the engine as
+/// `Receiving` at most once per `RECEIVING_INTERVAL` (HEARTBEAT-4, CONN-6): a large answer on
+/// a slow link is alive, not a dead poll or a slow open.
+pub(crate) async fn read_body(
+    resp: reqwest::Response,
+    limit: usize,
+    progress: Option<&Emitter>,
+) -> Result<Vec<u8>, String> {
     if let Some(len) = resp.content_length() {
         if len > limit as u64 {
             return Ok(vec![b' '; limit.saturating_add(1)]);
@@ -160,6 +172,7 @@ pub(crate) async fn read_capped(resp: reqwest::Response, limit: usize) -> Result
     }
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
+    let mut meter = progress.map(|em| Meter::new(em.clone()));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| describe(&e))?;
         let room = limit.saturating_add(1).saturating_sub(body.len());
@@ -167,8 +180,44 @@ pub(crate) async fn read_capped(resp: reqwest::Response, limit: usize) -> Result
         if body.len() > limit {
             break;
         }
+        if let Some(m) = meter.as_mut() {
+            m.add(chunk.len()).await;
+        }
     }
     Ok(body)
+}
+
+/// Throttled `Receiving` reports of one connection (see `TransportEvent::Receiving`).
+pub(crate) struct Meter {
+    em: Emitter,
+    unreported: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl Meter {
+    pub(crate) fn new(em: Emitter) -> Meter {
+        Meter {
+            em,
+            unreported: 0,
+            last: None,
+        }
+    }
+
+    /// `n` more bytes arrived; report them if the last report is an interval old. The first
+    /// bytes start the interval instead: a body that completes within it needs no report.
+    pub(crate) async fn add(&mut self, n: usize) {
+        self.unreported = self.unreported.saturating_add(n as u64);
+        let now = std::time::Instant::now();
+        match self.last {
+            None => self.last = Some(now),
+            Some(t) if now.duration_since(t) >= RECEIVING_INTERVAL => {
+                self.last = Some(now);
+                let bytes = std::mem::take(&mut self.unreported);
+                self.em.emit(TransportEvent::Receiving { bytes }).await;
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// The `POST /send` worker of an SSE or long-poll connection: batches are posted one after the

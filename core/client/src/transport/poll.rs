@@ -1,7 +1,8 @@
 //! The long-poll rung: `GET /poll` answered with a JSON array of frames (capped, LIMIT-2), the
-//! first one with `hello=1`, plus `POST /send` for client frames.
+//! first one with `hello=1`, plus `POST /send` for client frames. Bytes of an answer still
+//! arriving are reported as `Receiving` (HEARTBEAT-4, CONN-6).
 
-use super::http::{bearer, endpoint_url, read_capped, request_failure, sender, status_failure};
+use super::http::{bearer, endpoint_url, read_body, request_failure, sender, status_failure};
 use super::{AbortOnDrop, ConnCommand, Emitter, Io};
 use futures_util::future::{BoxFuture, FutureExt};
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -40,6 +41,7 @@ pub(crate) async fn run(
         one_poll(
             io.clone(),
             auth.clone(),
+            em.clone(),
             &req.channels,
             req.cursor.as_deref(),
             &hold_ms,
@@ -47,7 +49,6 @@ pub(crate) async fn run(
         )
         .boxed(),
     );
-    let mut opened = false;
     loop {
         let step = {
             let current = async {
@@ -64,13 +65,6 @@ pub(crate) async fn run(
         match step {
             Step::Answer(Answer::Body(body)) => {
                 in_flight = None;
-                if !opened {
-                    opened = true;
-                    tracing::debug!("long-poll opened");
-                    if !em.emit(TransportEvent::Opened).await {
-                        return;
-                    }
-                }
                 if !em.emit(TransportEvent::PollBody(body)).await {
                     return;
                 }
@@ -85,6 +79,7 @@ pub(crate) async fn run(
                     let next = one_poll(
                         io.clone(),
                         auth.clone(),
+                        em.clone(),
                         &channels,
                         cursor.as_deref(),
                         &hold_ms,
@@ -112,9 +107,12 @@ enum Step {
     Command(Option<ConnCommand>),
 }
 
+/// One poll. The hello poll reports `Opened` when its 200 headers arrive; every poll reports
+/// bytes of its answer still arriving (`Receiving`).
 fn one_poll(
     io: Arc<Io>,
     auth: Option<HeaderValue>,
+    em: Emitter,
     channels: &[String],
     cursor: Option<&str>,
     hold_ms: &str,
@@ -144,7 +142,11 @@ fn one_poll(
         if status != 200 {
             return Answer::Failed(status_failure(status, resp.headers()));
         }
-        match read_capped(resp, io.max_body_bytes()).await {
+        if hello {
+            tracing::debug!("long-poll opened");
+            em.emit(TransportEvent::Opened).await;
+        }
+        match read_body(resp, io.max_body_bytes(), Some(&em)).await {
             Ok(body) => Answer::Body(body),
             Err(e) => Answer::Failed(TransportFailure::Io(e)),
         }

@@ -3,15 +3,24 @@
 //! Buffers are set deliberately (see [`config`]): tungstenite's defaults (128 KiB read buffer,
 //! 128 KiB write buffer target, 64 MiB messages) cost a lot per idle connection and accept far
 //! larger frames than the contract allows.
+//!
+//! The socket is wrapped in [`Counted`], which counts the bytes read so that a large message
+//! still arriving on a slow link is reported as `Receiving` (HEARTBEAT-2) instead of looking
+//! like a silent, dead connection.
 
 use super::http::{bearer, endpoint_url, status_failure};
 use super::{closed, ConnCommand, Emitter, Io};
 use futures_util::{SinkExt, StreamExt};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tether_engine::transport::RECEIVING_INTERVAL;
 use tether_engine::{OpenRequest, TransportEvent, TransportFailure};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -51,7 +60,78 @@ pub fn config(read_buffer: usize, max_frame_bytes: usize) -> WebSocketConfig {
 /// `invalid_utf8` (ERR-1) before the connection is failed as RFC 6455 §8.1 requires.
 const INVALID_UTF8_MARK: &[u8] = &[0xff];
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocketStream<MaybeTlsStream<Counted>>;
+
+/// Bytes read on one connection's socket, and a wake-up for its pump at most once per
+/// `RECEIVING_INTERVAL` while bytes keep arriving.
+#[derive(Debug, Default)]
+struct ReadMeter {
+    bytes: AtomicU64,
+    tick: Notify,
+}
+
+/// The TCP stream under the WebSocket (and TLS), counting the bytes read. One atomic add and
+/// one clock read per socket read; the pump is woken only every `RECEIVING_INTERVAL`.
+#[derive(Debug)]
+struct Counted {
+    inner: TcpStream,
+    meter: Arc<ReadMeter>,
+    last_tick: Option<Instant>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.meter.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            let now = Instant::now();
+            if self
+                .last_tick
+                .is_none_or(|t| now.duration_since(t) >= RECEIVING_INTERVAL)
+            {
+                self.last_tick = Some(now);
+                self.meter.tick.notify_one();
+            }
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
 
 /// Run connection `req.conn` until it ends or the driver closes it.
 pub(crate) async fn run(
@@ -66,7 +146,7 @@ pub(crate) async fn run(
         r = Box::pin(handshake(&io, &req)) => r,
         () = closed(&mut rx) => return,
     };
-    let socket = match opened {
+    let (socket, meter) = match opened {
         Ok(s) => s,
         Err(failure) => {
             tracing::debug!(?failure, "websocket open failed");
@@ -78,10 +158,13 @@ pub(crate) async fn run(
     if !em.emit(TransportEvent::Opened).await {
         return;
     }
-    pump(socket, rx, em).await;
+    pump(socket, meter, rx, em).await;
 }
 
-async fn handshake(io: &Io, req: &OpenRequest) -> Result<Socket, TransportFailure> {
+async fn handshake(
+    io: &Io,
+    req: &OpenRequest,
+) -> Result<(Socket, Arc<ReadMeter>), TransportFailure> {
     let mut url = endpoint_url(&io.endpoint, "ws", &req.channels, req.cursor.as_deref());
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     url.set_scheme(scheme)
@@ -99,6 +182,12 @@ async fn handshake(io: &Io, req: &OpenRequest) -> Result<Socket, TransportFailur
         .await
         .map_err(|e| TransportFailure::Unreachable(format!("connect {host}:{port}: {e}")))?;
     let _ = tcp.set_nodelay(true);
+    let meter = Arc::new(ReadMeter::default());
+    let tcp = Counted {
+        inner: tcp,
+        meter: meter.clone(),
+        last_tick: None,
+    };
     let connector = if scheme == "wss" {
         Connector::Rustls(io.tls.clone())
     } else {
@@ -112,18 +201,38 @@ async fn handshake(io: &Io, req: &OpenRequest) -> Result<Socket, TransportFailur
     )
     .await
     {
-        Ok((socket, _response)) => Ok(socket),
+        Ok((socket, _response)) => Ok((socket, meter)),
         Err(WsError::Http(resp)) => Err(status_failure(resp.status().as_u16(), resp.headers())),
         // TLS, a reset or EOF before any HTTP answer: unreachable, not a blocking signal.
         Err(e) => Err(TransportFailure::Unreachable(e.to_string())),
     }
 }
 
-async fn pump(socket: Socket, mut rx: mpsc::UnboundedReceiver<ConnCommand>, em: Emitter) {
+async fn pump(
+    socket: Socket,
+    meter: Arc<ReadMeter>,
+    mut rx: mpsc::UnboundedReceiver<ConnCommand>,
+    em: Emitter,
+) {
     let (mut sink, mut stream) = socket.split();
     let mut close_seen = false;
+    // Socket bytes accounted for (by a message or a `Receiving`), and whether a message
+    // was reported since the last tick (then the engine has fresh liveness already).
+    let mut reported = meter.bytes.load(Ordering::Relaxed);
+    let mut message_since_tick = false;
     loop {
         tokio::select! {
+            () = meter.tick.notified() => {
+                let total = meter.bytes.load(Ordering::Relaxed);
+                if total > reported && !message_since_tick {
+                    // HEARTBEAT-2: a message is still arriving.
+                    if !em.emit(TransportEvent::Receiving { bytes: total - reported }).await {
+                        return;
+                    }
+                }
+                reported = total;
+                message_since_tick = false;
+            }
             msg = stream.next() => {
                 let event = match msg {
                     Some(Ok(Message::Text(t))) => TransportEvent::Text(t.as_str().to_owned()),
@@ -179,6 +288,8 @@ async fn pump(socket: Socket, mut rx: mpsc::UnboundedReceiver<ConnCommand>, em: 
                         return;
                     }
                 };
+                reported = meter.bytes.load(Ordering::Relaxed);
+                message_since_tick = true;
                 if !em.emit(event).await {
                     return;
                 }

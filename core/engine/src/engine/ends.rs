@@ -294,7 +294,17 @@ impl Engine {
     /// The open timeout (CONN-2) or the heartbeat deadline (HEARTBEAT-2/4) of `c`.
     fn liveness_deadline(&self, c: &Conn) -> Instant {
         match c.phase {
-            Phase::Opening => c.started + self.policy.open_timeout,
+            Phase::Opening => {
+                let timeout = self.policy.open_timeout;
+                let first = c.started + timeout;
+                match c.open_progress {
+                    None => first,
+                    Some(p) => (p + timeout)
+                        .max(first)
+                        .min(c.started + timeout.saturating_mul(MAX_OPEN_STRETCH)),
+                }
+            }
+            // HEARTBEAT-4: bytes of the answer still arriving (`Receiving`) move `last_rx`.
             Phase::Up if c.transport == TransportKind::LongPoll => {
                 c.last_rx.max(c.poll_sent) + self.policy.poll_hold + self.policy.heartbeat_grace
             }

@@ -354,6 +354,20 @@ impl Engine {
                 c.last_rx = now;
             }
         }
+        // CONN-6: bytes of a message or body (not bare headers) before the hello show the
+        // open is progressing, e.g. a long-poll hello answer on a slow link.
+        if matches!(
+            event,
+            TransportEvent::Receiving { .. }
+                | TransportEvent::Text(_)
+                | TransportEvent::Binary(_)
+                | TransportEvent::SseBytes(_)
+                | TransportEvent::PollBody(_)
+        ) {
+            if let Some(c) = self.conn_mut(role).filter(|c| c.phase == Phase::Opening) {
+                c.open_progress = Some(now);
+            }
+        }
         match event {
             TransportEvent::Opened => {
                 if let Some(c) = self.conn_mut(role) {
@@ -397,6 +411,8 @@ impl Engine {
                 self.outbox.unsend(conn);
                 self.resend_at = Some(now + self.policy.floor.max(Duration::from_millis(1)));
             }
+            // Liveness and open progress only (above).
+            TransportEvent::Receiving { .. } => {}
             TransportEvent::Closed { code, reason } => self.on_closed(now, role, code, &reason),
             TransportEvent::Failed(failure) => self.on_failed(now, role, failure),
         }

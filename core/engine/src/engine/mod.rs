@@ -40,6 +40,10 @@ pub const MAX_DRAIN_MS: u64 = 600_000;
 /// `open_timeout` plus one second per this many bytes of body (OUTBOX-9).
 pub const SEND_ALLOWANCE_BYTES_PER_SEC: usize = 16 * 1024;
 
+/// Bytes arriving before the hello extend an open to `open_timeout` after the last of
+/// them, but never beyond this many `open_timeout`s from the attempt's start (CONN-6).
+pub const MAX_OPEN_STRETCH: u32 = 3;
+
 /// How the application configures an engine.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -123,6 +127,8 @@ struct Conn {
     started: Instant,
     transport_open: bool,
     last_rx: Instant,
+    /// When bytes of a message or body last arrived before the hello (CONN-6).
+    open_progress: Option<Instant>,
     poll_sent: Instant,
     malformed: u32,
     sse: Option<SseParser>,

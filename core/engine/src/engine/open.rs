@@ -97,6 +97,7 @@ impl Engine {
             started: now,
             transport_open: false,
             last_rx: now,
+            open_progress: None,
             poll_sent: now,
             malformed: 0,
             sse,
