@@ -1060,6 +1060,10 @@ struct LogP {
     query_lacks: Option<String>,
     #[serde(default)]
     has_cursor: Option<bool>,
+    /// Only entries with (true) or without (false) a connection id; long-poll frames carry
+    /// one only in the hello answer (RESUME-7).
+    #[serde(default)]
+    has_conn: Option<bool>,
     #[serde(default)]
     status: Option<u16>,
     #[serde(default)]
@@ -1157,6 +1161,7 @@ fn server_log(p: LogP, ctx: &Ctx) -> Verdict {
                 .is_none_or(|d| !e.query.as_ref().is_some_and(|x| x.contains(d.as_str())))
         })
         .filter(|e| p.has_cursor.is_none_or(|c| e.cursor.is_some() == c))
+        .filter(|e| p.has_conn.is_none_or(|c| e.conn.is_some() == c))
         .count();
     v.metric("count", json!(n));
     let what = format!(
