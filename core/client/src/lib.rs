@@ -57,6 +57,7 @@ pub use client::{
 };
 pub use clock::{Clock, TokioClock};
 pub use error::ClientError;
+pub use store::file::{FileStore, FileStoreOptions, FileStoreStats};
 pub use token::{TokenError, TokenProvider};
 
 pub use tether_engine::{
