@@ -50,6 +50,10 @@ pub fn describe_state(s: &State) -> String {
 pub fn describe_event(ev: &ClientEvent) -> Option<String> {
     let t = ev.at.as_secs_f64();
     let line = match &ev.event {
+        // A reconnecting state already names its cause.
+        Event::StateChanged { to, .. } if matches!(to, State::Reconnecting { .. }) => {
+            format!("[{t:8.3}s] state: {}", describe_state(to))
+        }
         Event::StateChanged { to, cause, .. } => {
             format!("[{t:8.3}s] state: {} (cause: {cause})", describe_state(to))
         }

@@ -16,8 +16,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     client.state_watch().wait_for(State::is_up).await?;
     println!("state: {}", client.state()); // e.g. "connected (websocket)"
 
-    // `publish` returns once the message is durable in the outbox; the handle resolves on the ack.
-    let ack = client.publish("lobby", json!({"text": "hi"})).await?.await?;
+    let handle = client.publish("lobby", json!({"text": "hi"})).await?; // durable in the outbox
+    let ack = handle.await?; // resolves on the server's ack (or with the reason it was dropped)
     println!("acked {} as seq {:?}", ack.id, ack.seq);
 
     while let Some(ev) = events.recv().await {
