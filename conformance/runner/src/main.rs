@@ -112,17 +112,12 @@ fn conformance_dir() -> Option<PathBuf> {
         .then(|| p.canonicalize().unwrap_or(p))
 }
 
-/// The native adapter: the binary next to this one, else this binary's built-in copy.
+/// The default adapter: the native adapter built into this binary (`<this exe> __adapter-native`),
+/// so it is always the client code this runner was built from. (`cargo run` rebuilds only
+/// this binary: a `tether-adapter-native` lying next to it may be older, and is used only
+/// when named with `--adapter`.)
 fn native_adapter() -> Result<AdapterCmd, String> {
     let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let name = format!("tether-adapter-native{}", std::env::consts::EXE_SUFFIX);
-    let sibling = me.with_file_name(name);
-    if sibling.is_file() {
-        return Ok(AdapterCmd {
-            program: sibling,
-            args: Vec::new(),
-        });
-    }
     Ok(AdapterCmd {
         program: me,
         args: vec!["__adapter-native".into()],
