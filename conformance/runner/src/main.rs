@@ -8,7 +8,7 @@ use tether_conformance::report;
 use tether_conformance::scenario::{self, Case};
 use tether_conformance::spec::Spec;
 use tether_conformance::suite::{self, RunOptions};
-use tether_conformance::{checks, glob, native, outcome, protocol, storm};
+use tether_conformance::{checks, glob, native, outcome, protocol, source, storm};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -196,7 +196,8 @@ fn run(r: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rep = rt.block_on(suite::run(&spec, cases, &opts));
+    let mut rep = rt.block_on(suite::run(&spec, cases, &opts));
+    rep.source = conformance_dir().and_then(|d| source::git(&d));
     print!("{}", report::terminal::render(&rep, r.verbose));
     if !r.no_reports {
         let out = r
