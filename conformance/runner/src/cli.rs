@@ -14,7 +14,9 @@ USAGE:
   tether-conformance storm --clients N --accept-rate R [POLICY] [--no-jitter]
 
 RUN OPTIONS:
-  --adapter \"<command line>\"   adapter to run (default: tether-adapter-native next to this binary)
+  --adapter \"<command line>\"   adapter to run: a program (a bare name is looked up in PATH, a path
+                               is relative to the current directory) and its arguments
+                               (default: the native adapter built into this binary)
   --scenarios DIR              read suites from DIR/*.json instead of the embedded ones
   --include GLOB, --exclude GLOB   select cases by name (`*`, `?`; a bare prefix selects a subtree)
   --known-failures FILE        case names expected to fail (one per line, then a reason)
@@ -65,7 +67,7 @@ pub enum Cli {
     Run(RunArgs),
     List(RunArgs),
     Storm(StormParams),
-    /// The native adapter built into this binary (used when the adapter binary is missing).
+    /// The native adapter built into this binary (the default adapter of `run`).
     Adapter(Vec<String>),
     Help,
 }

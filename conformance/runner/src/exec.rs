@@ -3,7 +3,7 @@
 use crate::adapter::{Adapter, AdapterCmd, AdapterError};
 use crate::checks::{self, Ctx, HttpRecord, Mark};
 use crate::outcome::Raw;
-use crate::protocol::{AuthScript, Command};
+use crate::protocol::{AuthScript, Command, Hello};
 use crate::scenario::{merge, Case, ClientSetup, Step};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -44,6 +44,8 @@ pub struct CaseOutput {
     pub details: Vec<String>,
     pub metrics: Map<String, Value>,
     pub stderr: String,
+    /// The adapter's `hello` (its name, version and capabilities), when it started.
+    pub hello: Option<Hello>,
 }
 
 struct Run<'a> {
@@ -69,6 +71,7 @@ pub async fn run_case(case: &Case, cmd: &AdapterCmd) -> CaseOutput {
         details: Vec::new(),
         metrics: Map::new(),
         stderr: String::new(),
+        hello: None,
     };
     let server = match start_server(case).await {
         Ok(s) => s,
@@ -88,6 +91,7 @@ pub async fn run_case(case: &Case, cmd: &AdapterCmd) -> CaseOutput {
     }
     let missing: Vec<String> = needed.into_iter().filter(|c| !adapter.has(c)).collect();
     if !missing.is_empty() {
+        let hello = adapter.hello.clone();
         adapter.shutdown().await;
         server.shutdown().await;
         return CaseOutput {
@@ -95,6 +99,7 @@ pub async fn run_case(case: &Case, cmd: &AdapterCmd) -> CaseOutput {
             details: Vec::new(),
             metrics: Map::new(),
             stderr: String::new(),
+            hello: Some(hello),
         };
     }
     let mut run = Run {
@@ -139,6 +144,7 @@ pub async fn run_case(case: &Case, cmd: &AdapterCmd) -> CaseOutput {
         details: Vec::new(),
         metrics: Map::new(),
         stderr: String::new(),
+        hello: Some(run.adapter.hello.clone()),
     };
     out.metrics.insert("events".into(), json!(events.len()));
     if let Some(e) = step_error {
@@ -581,22 +587,71 @@ async fn http_get(server: &Server, path: &str, name: &str) -> Result<HttpRecord,
     s.write_all(req.as_bytes()).await.map_err(io)?;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n");
+    let (head, body) = match split {
+        Some(i) => (&buf[..i], &buf[i + 4..]),
+        None => (&buf[..], &[][..]),
+    };
+    let head = String::from_utf8_lossy(head);
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse::<u16>().ok())
         .unwrap_or(0);
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
+    // Keep the payload, not the chunk framing: checks and reports read the body itself.
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        crate::chunked::decode(body).body
+    } else {
+        body.to_vec()
+    };
     Ok(HttpRecord {
         name: name.to_owned(),
         status,
         headers,
-        body: body.to_owned(),
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A streamed answer (SSE) comes chunked: the record keeps the payload, not the framing.
+    #[tokio::test]
+    async fn http_get_decodes_chunked_bodies() {
+        let server = Server::start(ServerConfig::default())
+            .await
+            .expect("server starts");
+        let rec = http_get(&server, "/sse?v=1&channels=c", "sse")
+            .await
+            .expect("answer");
+        server.shutdown().await;
+        assert_eq!(rec.status, 200);
+        assert!(
+            rec.headers
+                .iter()
+                .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")),
+            "{:?}",
+            rec.headers
+        );
+        assert!(
+            rec.body.starts_with("id: ") || rec.body.starts_with("data: "),
+            "chunk sizes left in the body: {:?}",
+            rec.body
+        );
+        assert!(
+            rec.body.contains("data: {\"type\":\"hello\""),
+            "{:?}",
+            rec.body
+        );
+        assert!(!rec.body.contains("\r\n"), "{:?}", rec.body);
+    }
 }

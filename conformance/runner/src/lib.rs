@@ -2,6 +2,7 @@
 
 pub mod adapter;
 pub mod checks;
+pub mod chunked;
 pub mod cli;
 pub mod exec;
 pub mod glob;
@@ -10,6 +11,7 @@ pub mod outcome;
 pub mod protocol;
 pub mod report;
 pub mod scenario;
+pub mod source;
 pub mod spec;
 pub mod stats;
 pub mod storm;

@@ -8,7 +8,7 @@ use tether_conformance::report;
 use tether_conformance::scenario::{self, Case};
 use tether_conformance::spec::Spec;
 use tether_conformance::suite::{self, RunOptions};
-use tether_conformance::{checks, glob, native, outcome, protocol, storm};
+use tether_conformance::{checks, glob, native, outcome, protocol, source, storm};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -112,17 +112,12 @@ fn conformance_dir() -> Option<PathBuf> {
         .then(|| p.canonicalize().unwrap_or(p))
 }
 
-/// The native adapter: the binary next to this one, else this binary's built-in copy.
+/// The default adapter: the native adapter built into this binary (`<this exe> __adapter-native`),
+/// so it is always the client code this runner was built from. (`cargo run` rebuilds only
+/// this binary: a `tether-adapter-native` lying next to it may be older, and is used only
+/// when named with `--adapter`.)
 fn native_adapter() -> Result<AdapterCmd, String> {
     let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let name = format!("tether-adapter-native{}", std::env::consts::EXE_SUFFIX);
-    let sibling = me.with_file_name(name);
-    if sibling.is_file() {
-        return Ok(AdapterCmd {
-            program: sibling,
-            args: Vec::new(),
-        });
-    }
     Ok(AdapterCmd {
         program: me,
         args: vec!["__adapter-native".into()],
@@ -201,7 +196,8 @@ fn run(r: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rep = rt.block_on(suite::run(&spec, cases, &opts));
+    let mut rep = rt.block_on(suite::run(&spec, cases, &opts));
+    rep.source = conformance_dir().and_then(|d| source::git(&d));
     print!("{}", report::terminal::render(&rep, r.verbose));
     if !r.no_reports {
         let out = r

@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tether::{
-    Cause, Client, DropPolicy, DropReason, Event, EventStream, FallbackReason, MemoryStore,
-    Network, PolicyWire, ResetReason, State, TokenError, TransportKind,
+    Cause, Client, DropPolicy, DropReason, Event, EventStream, MemoryStore, Network, PolicyWire,
+    State, TokenError, TransportKind,
 };
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -596,8 +596,9 @@ pub fn event_json(t_ms: f64, ev: &Event) -> Value {
         Event::Message { channel, seq, data } => {
             json!({"type":"message","channel":channel,"seq":seq,"data":data})
         }
-        Event::Reset { channel, reason } => json!({"type":"reset","channel":channel,
-            "reason": match reason { ResetReason::Server => "server", ResetReason::Gap => "gap" }}),
+        Event::Reset { channel, reason } => {
+            json!({"type":"reset","channel":channel,"reason":reason.as_str()})
+        }
         Event::Acked { id, seq } => json!({"type":"acked","id":id,"seq":seq}),
         Event::Dropped { id, reason } => {
             let mut v = json!({"type":"dropped","id":id,"reason":reason.as_str()});
@@ -607,11 +608,7 @@ pub fn event_json(t_ms: f64, ev: &Event) -> Value {
             v
         }
         Event::Fallback { from, to, reason } => json!({"type":"fallback","from":from.as_str(),
-        "to":to.as_str(),"reason": match reason {
-            FallbackReason::Blocked => "blocked",
-            FallbackReason::Upgrade => "upgrade",
-            FallbackReason::AllBlocked => "all_blocked",
-        }}),
+            "to":to.as_str(),"reason":reason.as_str()}),
         Event::PolicyApplied { clamped } => json!({"type":"policy_applied","clamped":
             clamped.iter().map(|c| json!({"field":c.field,"requested":c.requested,"applied":c.applied})).collect::<Vec<_>>()}),
         Event::Error { code, detail } => {

@@ -124,6 +124,8 @@ pub struct ReqResult {
     pub level: &'static str,
     pub server: bool,
     pub summary: String,
+    /// The requirement's whole text, as Markdown (from SPEC.md).
+    pub text: String,
     /// PASS (covered), FAIL, NON-STRICT, XFAIL, UNSUPPORTED, or NOT-COVERED (no case names it).
     pub status: String,
     pub cases: Vec<String>,
@@ -178,6 +180,7 @@ pub fn coverage(spec: &Spec, cases: &[CaseResult]) -> Coverage {
             level: r.level.as_str(),
             server: r.server,
             summary: r.summary.clone(),
+            text: r.text.clone(),
             status,
             cases: cs.iter().map(|c| c.name.clone()).collect(),
         });

@@ -37,8 +37,10 @@ pub struct Requirement {
     pub level: Level,
     /// Marked *(server)*.
     pub server: bool,
-    /// The first line of its text.
+    /// Its text on one line, cut at 110 characters (terminal, JSON).
     pub summary: String,
+    /// Its whole text as Markdown, lines unindented: paragraphs, tables, `code`, **bold**.
+    pub text: String,
 }
 
 /// Every requirement, in SPEC order.
@@ -54,38 +56,43 @@ impl Spec {
         Spec::parse(SPEC_MD)
     }
 
-    /// Parse requirement bullets `- **ID** text...` (text runs until the next bullet or heading).
+    /// Parse requirement bullets `- **ID** text...`. The text runs on over the bullet's
+    /// indented lines, blank lines included, and ends at the next bullet, heading or rule, or
+    /// at an unindented line after a blank one (Markdown's end of a list item).
     pub fn parse(md: &str) -> Spec {
-        let mut reqs: Vec<(String, String)> = Vec::new();
+        let mut reqs: Vec<(String, Vec<String>)> = Vec::new();
+        let mut open = false;
+        let mut after_blank = false;
         for line in md.lines() {
             if let Some(rest) = line.strip_prefix("- **") {
                 if let Some((id, text)) = rest.split_once("**") {
                     if is_id(id) {
-                        reqs.push((id.to_owned(), text.trim().to_owned()));
+                        reqs.push((id.to_owned(), vec![text.trim().to_owned()]));
+                        open = true;
+                        after_blank = false;
                         continue;
                     }
                 }
             }
-            let ends = line.starts_with('#') || line.starts_with("- ") || line.starts_with("---");
+            let ends = line.starts_with('#')
+                || line.starts_with("- ")
+                || line.starts_with("---")
+                || (after_blank && !line.starts_with(char::is_whitespace) && !line.is_empty());
             if ends {
-                if let Some(last) = reqs.last_mut() {
-                    if !last.1.ends_with('\u{0}') {
-                        last.1.push('\u{0}');
-                    }
-                }
+                open = false;
                 continue;
             }
-            if let Some(last) = reqs.last_mut() {
-                if !last.1.ends_with('\u{0}') {
-                    last.1.push(' ');
-                    last.1.push_str(line.trim());
+            if open {
+                if let Some(last) = reqs.last_mut() {
+                    last.1.push(line.trim().to_owned());
                 }
             }
+            after_blank = line.trim().is_empty();
         }
         let requirements: Vec<Requirement> = reqs
             .into_iter()
-            .map(|(id, text)| {
-                let text = text.trim_end_matches('\u{0}');
+            .map(|(id, lines)| {
+                let text = lines.join("\n").trim().to_owned();
                 let level = if text.contains("MUST") {
                     Level::Must
                 } else if text.contains("SHOULD") {
@@ -102,10 +109,11 @@ impl Spec {
                     summary
                 };
                 Requirement {
-                    server: text.trim_start().starts_with("*(server)*"),
+                    server: text.starts_with("*(server)*"),
                     id,
                     level,
                     summary,
+                    text,
                 }
             })
             .collect();
@@ -166,5 +174,30 @@ mod tests {
         assert_eq!(s.get("CONN-2").map(|r| r.level), Some(Level::Normative));
         // A requirement's text ends at the next bullet: BACKOFF-8's table must not leak into BACKOFF-9.
         assert_eq!(s.get("BACKOFF-9").map(|r| r.level), Some(Level::Normative));
+    }
+
+    #[test]
+    fn requirement_text_is_kept_whole() {
+        let md = "## Part\n\n- **AB-1** First line MUST\n  go on `here`.\n\n  | a | b |\n  |---|---|\n  | 1 | 2 |\n\n  After the table.\n- **AB-2** *(server)* Short.\n\nA paragraph of the section, not of AB-2.\n\n- **AB-3** Last.\n### Next\ntext\n";
+        let s = Spec::parse(md);
+        let ids: Vec<&str> = s.requirements.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["AB-1", "AB-2", "AB-3"]);
+        let a = &s.requirements[0];
+        assert_eq!(
+            a.text,
+            "First line MUST\ngo on `here`.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nAfter the table."
+        );
+        assert_eq!(
+            a.summary,
+            "First line MUST go on `here`. | a | b | |---|---| | 1 | 2 | After the table."
+        );
+        assert_eq!(s.requirements[1].text, "*(server)* Short.");
+        assert!(s.requirements[1].server);
+        assert_eq!(s.requirements[2].text, "Last.");
+        // The embedded SPEC: BACKOFF-8 keeps its table and the line after it.
+        let spec = Spec::embedded();
+        let b8 = &spec.get("BACKOFF-8").expect("BACKOFF-8").text;
+        assert!(b8.contains("| `floor_ms` |"), "{b8}");
+        assert!(b8.contains("\n\nAfter clamping"), "{b8}");
     }
 }

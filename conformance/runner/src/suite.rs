@@ -3,7 +3,9 @@
 use crate::adapter::AdapterCmd;
 use crate::exec;
 use crate::outcome::{self, CaseResult, Coverage, Raw, Status};
+use crate::protocol::Hello;
 use crate::scenario::Case;
+use crate::source::Source;
 use crate::spec::Spec;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -25,7 +27,16 @@ pub struct RunOptions {
 /// Everything a report shows.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
+    /// The adapter's command line.
     pub adapter: String,
+    /// The adapter's `hello` (name, version, capabilities), from the first case that started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter_hello: Option<Hello>,
+    /// The git commit of the source tree, when the caller found one ([`crate::source`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// Cases run concurrently.
+    pub jobs: usize,
     pub started_unix_ms: u64,
     pub duration_ms: u64,
     pub counts: BTreeMap<String, usize>,
@@ -63,19 +74,22 @@ pub async fn run(spec: &Spec, cases: Vec<Case>, opts: &RunOptions) -> RunReport 
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let r = one(&spec, &case, &opts).await;
-            progress(&opts, &done, total, &r);
+            progress(&opts, &done, total, &r.0);
             r
         });
     }
     let mut results = Vec::new();
+    let mut adapter_hello = None;
     while let Some(r) = set.join_next().await {
-        if let Ok(r) = r {
+        if let Ok((r, hello)) = r {
+            adapter_hello = adapter_hello.or(hello);
             results.push(r);
         }
     }
     for case in serial {
-        let r = one(&spec, &case, opts).await;
+        let (r, hello) = one(&spec, &case, opts).await;
         progress(opts, &done, total, &r);
+        adapter_hello = adapter_hello.or(hello);
         results.push(r);
     }
     results.sort_by(|a, b| a.suite.cmp(&b.suite).then(a.name.cmp(&b.name)));
@@ -87,6 +101,9 @@ pub async fn run(spec: &Spec, cases: Vec<Case>, opts: &RunOptions) -> RunReport 
     let failed = results.iter().any(|r| r.status.fails_run());
     RunReport {
         adapter: opts.adapter.display(),
+        adapter_hello,
+        source: None,
+        jobs: opts.jobs.max(1),
         started_unix_ms,
         duration_ms: started.elapsed().as_millis() as u64,
         counts,
@@ -120,7 +137,7 @@ fn progress(
     let _ = writeln!(out, "{line}");
 }
 
-async fn one(spec: &Spec, case: &Case, opts: &RunOptions) -> CaseResult {
+async fn one(spec: &Spec, case: &Case, opts: &RunOptions) -> (CaseResult, Option<Hello>) {
     let t0 = Instant::now();
     let out = exec::run_case(case, &opts.adapter).await;
     let level = outcome::case_level(spec, &case.covers);
@@ -132,7 +149,7 @@ async fn one(spec: &Spec, case: &Case, opts: &RunOptions) -> CaseResult {
         Raw::Fail(m) => m.clone(),
         Raw::Unsupported(caps) => format!("adapter lacks capability {}", caps.join(", ")),
     };
-    CaseResult {
+    let result = CaseResult {
         name: case.name.clone(),
         suite: case.suite.clone(),
         covers: case.covers.clone(),
@@ -152,5 +169,6 @@ async fn one(spec: &Spec, case: &Case, opts: &RunOptions) -> CaseResult {
             .into_iter()
             .rev()
             .collect(),
-    }
+    };
+    (result, out.hello)
 }

@@ -298,7 +298,7 @@ impl Driver {
             match &event {
                 Event::StateChanged { from, to, cause } => {
                     state_changed = true;
-                    tracing::info!(from = from.name(), to = ?to, cause = cause.as_str(), "state changed");
+                    tracing::info!(from = from.name(), %to, %cause, "state changed");
                 }
                 Event::ReconnectScheduled { delay, .. } => self.last_delay = Some(*delay),
                 Event::Acked { id, seq } => self.resolve(
@@ -316,7 +316,7 @@ impl Driver {
                     }),
                 ),
                 Event::Fallback { from, to, reason } => {
-                    tracing::info!(%from, %to, ?reason, "transport fallback");
+                    tracing::info!(%from, %to, %reason, "transport fallback");
                 }
                 Event::Error { code, detail } => {
                     tracing::debug!(code = code.as_str(), %detail, "engine reported an error");

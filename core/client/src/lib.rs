@@ -28,7 +28,7 @@
 //!
 //! while let Some(ev) = events.next().await {
 //!     match ev.event {
-//!         Event::StateChanged { to, cause, .. } => println!("now {} ({})", to.name(), cause.as_str()),
+//!         Event::StateChanged { to, cause, .. } => println!("now {to} (cause: {cause})"),
 //!         Event::Message { channel, seq, data } => {
 //!             println!("{channel}#{seq}: {data}");
 //!             break;
@@ -39,6 +39,9 @@
 //! client.close().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! States, causes and reasons print (`Display`) as the SPEC's stable snake_case names:
+//! `connected (websocket)`, `transport_closed`, `blocked`.
 //!
 //! # Transport settings
 //!
@@ -57,6 +60,7 @@ pub use client::{
 };
 pub use clock::{Clock, TokioClock};
 pub use error::ClientError;
+pub use store::file::{FileStore, FileStoreOptions, FileStoreStats};
 pub use token::{TokenError, TokenProvider};
 
 pub use tether_engine::{

@@ -28,6 +28,14 @@ impl DropReason {
     }
 }
 
+/// The stable name (`overflow`, `expired`, `rejected`, `too_large`); a rejection's code is in
+/// [`DropReason::Rejected`].
+impl core::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why the application must resynchronise a channel (RESUME-5, ORDER-4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResetReason {
@@ -37,12 +45,50 @@ pub enum ResetReason {
     Gap,
 }
 
+impl ResetReason {
+    /// Stable name (`server`, `gap`), as adapters and logs print it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::Server => "server",
+            ResetReason::Gap => "gap",
+        }
+    }
+}
+
+/// The stable name, e.g. `server`.
+impl core::fmt::Display for ResetReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why the transport changed (FALLBACK-3, FALLBACK-6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FallbackReason {
+    /// The rung was blocked (FALLBACK-2): the ladder went down one rung.
     Blocked,
+    /// An upper rung answered a probe (FALLBACK-6): the ladder went back up.
     Upgrade,
+    /// Every allowed rung was blocked (FALLBACK-4): the ladder wrapped to the top.
     AllBlocked,
+}
+
+impl FallbackReason {
+    /// Stable name (`blocked`, `upgrade`, `all_blocked`), as adapters and logs print it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::Blocked => "blocked",
+            FallbackReason::Upgrade => "upgrade",
+            FallbackReason::AllBlocked => "all_blocked",
+        }
+    }
+}
+
+/// The stable name, e.g. `all_blocked`.
+impl core::fmt::Display for FallbackReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Something the application should know.
@@ -87,4 +133,46 @@ pub enum Event {
     PolicyApplied { clamped: Vec<Clamp> },
     /// A non-fatal problem (ERR-2).
     Error { code: ErrorCode, detail: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snake(s: &str) -> bool {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    }
+
+    #[test]
+    fn reasons_display_their_stable_names() {
+        let resets = [(ResetReason::Server, "server"), (ResetReason::Gap, "gap")];
+        for (r, want) in resets {
+            assert_eq!(r.to_string(), want);
+            assert_eq!(r.as_str(), want);
+        }
+        let fallbacks = [
+            (FallbackReason::Blocked, "blocked"),
+            (FallbackReason::Upgrade, "upgrade"),
+            (FallbackReason::AllBlocked, "all_blocked"),
+        ];
+        for (r, want) in fallbacks {
+            assert_eq!(r.to_string(), want);
+            assert_eq!(format!("({r})"), format!("({want})"));
+        }
+        let drops = [
+            (DropReason::Overflow, "overflow"),
+            (DropReason::Expired, "expired"),
+            (
+                DropReason::Rejected {
+                    code: "nope".into(),
+                },
+                "rejected",
+            ),
+            (DropReason::TooLarge, "too_large"),
+        ];
+        for (r, want) in drops {
+            assert_eq!(r.to_string(), want);
+            assert!(snake(&r.to_string()));
+        }
+    }
 }

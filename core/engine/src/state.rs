@@ -60,6 +60,13 @@ impl Cause {
     }
 }
 
+/// The stable name (STATE-2), e.g. `transport_closed`; codes are in the variant's fields.
+impl core::fmt::Display for Cause {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The client state (STATE-1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
@@ -105,5 +112,107 @@ impl State {
     /// True in `Connected` or `Degraded`: messages flow.
     pub fn is_up(&self) -> bool {
         matches!(self, State::Connected { .. } | State::Degraded { .. })
+    }
+}
+
+/// The stable name, then the state's fields in stable names: `connected (websocket)`,
+/// `reconnecting (attempt 2, in 734 ms, transport_error)`, `failed (auth_failed)`.
+impl core::fmt::Display for State {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())?;
+        match self {
+            State::Connecting { attempt, transport } => {
+                write!(f, " (attempt {attempt}, {transport})")
+            }
+            State::Connected { transport } => write!(f, " ({transport})"),
+            State::Degraded { transport, reason } => write!(f, " ({transport}, {reason})"),
+            State::Reconnecting {
+                attempt,
+                delay: Some(delay),
+                cause,
+            } => write!(
+                f,
+                " (attempt {attempt}, in {} ms, {cause})",
+                delay.as_millis()
+            ),
+            State::Reconnecting {
+                attempt,
+                delay: None,
+                cause,
+            } => write!(f, " (attempt {attempt}, waiting for the network, {cause})"),
+            State::Failed { reason } => write!(f, " ({reason})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_and_states_display_stable_names() {
+        let causes = [
+            Cause::UserConnect,
+            Cause::TransportClosed { code: Some(4000) },
+            Cause::Terminal {
+                code: ErrorCode::Forbidden,
+            },
+            Cause::AttemptsExhausted,
+        ];
+        for c in causes {
+            let shown = c.to_string();
+            assert_eq!(shown, c.as_str());
+            assert!(shown.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'));
+        }
+        let cases = [
+            (State::Idle, "idle"),
+            (
+                State::Connecting {
+                    attempt: 0,
+                    transport: TransportKind::WebSocket,
+                },
+                "connecting (attempt 0, websocket)",
+            ),
+            (
+                State::Connected {
+                    transport: TransportKind::LongPoll,
+                },
+                "connected (long_poll)",
+            ),
+            (
+                State::Degraded {
+                    transport: TransportKind::Sse,
+                    reason: ErrorCode::TransportBlocked,
+                },
+                "degraded (sse, transport_blocked)",
+            ),
+            (
+                State::Reconnecting {
+                    attempt: 2,
+                    delay: Some(Duration::from_micros(734_900)),
+                    cause: Cause::TransportError,
+                },
+                "reconnecting (attempt 2, in 734 ms, transport_error)",
+            ),
+            (
+                State::Reconnecting {
+                    attempt: 1,
+                    delay: None,
+                    cause: Cause::NetworkOffline,
+                },
+                "reconnecting (attempt 1, waiting for the network, network_offline)",
+            ),
+            (
+                State::Failed {
+                    reason: ErrorCode::AuthFailed,
+                },
+                "failed (auth_failed)",
+            ),
+            (State::Closed, "closed"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(s.to_string(), want);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! tether-examples: shared helpers of the runnable native examples (argument parsing, event printing).
 
 use std::collections::HashMap;
-use tether::{ClientEvent, Event, State};
+use tether::{ClientEvent, Event, ResetReason, State};
 
 /// `--flag value` pairs from the command line, and bare flags as `"true"`.
 pub fn args() -> HashMap<String, String> {
@@ -36,11 +36,10 @@ pub fn describe_state(s: &State) -> String {
             cause,
         } => match delay {
             Some(d) => format!(
-                "reconnecting in {} ms (attempt {attempt}, {})",
-                d.as_millis(),
-                cause.as_str()
+                "reconnecting in {} ms (attempt {attempt}, {cause})",
+                d.as_millis()
             ),
-            None => format!("offline, waiting for the network ({})", cause.as_str()),
+            None => format!("offline, waiting for the network ({cause})"),
         },
         State::Failed { reason } => format!("failed: {reason}"),
         State::Closed => "closed".into(),
@@ -51,21 +50,26 @@ pub fn describe_state(s: &State) -> String {
 pub fn describe_event(ev: &ClientEvent) -> Option<String> {
     let t = ev.at.as_secs_f64();
     let line = match &ev.event {
+        // A reconnecting state already names its cause.
+        Event::StateChanged { to, .. } if matches!(to, State::Reconnecting { .. }) => {
+            format!("[{t:8.3}s] state: {}", describe_state(to))
+        }
         Event::StateChanged { to, cause, .. } => {
-            format!(
-                "[{t:8.3}s] state: {} (cause: {})",
-                describe_state(to),
-                cause.as_str()
-            )
+            format!("[{t:8.3}s] state: {} (cause: {cause})", describe_state(to))
         }
         Event::Fallback { from, to, reason } => {
-            format!("[{t:8.3}s] transport: {from} -> {to} ({reason:?})")
+            format!("[{t:8.3}s] transport: {from} -> {to} ({reason})")
         }
         Event::Reset { channel, reason } => {
-            format!("[{t:8.3}s] {channel}: history gap ({reason:?}), resynchronise")
+            let why = if *reason == ResetReason::Gap {
+                "missing messages did not arrive in time"
+            } else {
+                "the server no longer has the messages missed"
+            };
+            format!("[{t:8.3}s] {channel}: reset ({reason}): {why}; resynchronise")
         }
         Event::Dropped { id, reason } => {
-            format!("[{t:8.3}s] message {id} dropped: {}", reason.as_str())
+            format!("[{t:8.3}s] message {id} dropped: {reason}")
         }
         Event::Error { code, detail } => format!("[{t:8.3}s] warning {code}: {detail}"),
         _ => return None,

@@ -1,5 +1,6 @@
 //! The terminal summary: per-case table, failures with details, per-suite counts and the coverage line.
 
+use super::summary::{self, STATUSES};
 use crate::outcome::Status;
 use crate::suite::RunReport;
 use std::fmt::Write;
@@ -45,6 +46,34 @@ pub fn render(r: &RunReport, verbose: bool) -> String {
                 let _ = writeln!(o, "      {d}");
             }
         }
+    }
+    let _ = writeln!(o);
+    let (suites, _) = summary::by_suite(&r.cases);
+    let sw = suites
+        .iter()
+        .map(|s| s.suite.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut head = format!("{:<sw$}  {:>5}", "suite", "cases");
+    for st in STATUSES {
+        head.push_str(&format!(
+            " {:>w$}",
+            st.as_str(),
+            w = st.as_str().len().max(4)
+        ));
+    }
+    let _ = writeln!(o, "{head}  {:>7}", "time");
+    for s in &suites {
+        let mut line = format!("{:<sw$}  {:>5}", s.suite, s.cases);
+        for st in STATUSES {
+            line.push_str(&format!(
+                " {:>w$}",
+                s.count(st),
+                w = st.as_str().len().max(4)
+            ));
+        }
+        let _ = writeln!(o, "{line}  {:>6.1}s", s.duration_ms as f64 / 1000.0);
     }
     let _ = writeln!(o);
     let counts: Vec<String> = r.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();

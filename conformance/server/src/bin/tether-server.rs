@@ -1,14 +1,7 @@
 //! The `tether-server` binary: the reference server for the examples and manual testing.
 //!
-//! ```text
-//! tether-server [--listen 127.0.0.1:8787] [--base-path /tether] [--heartbeat-ms 15000]
-//!               [--poll-hold-ms 25000] [--ring-capacity 1024] [--ready-window-ms 0,5000]
-//!               [--admission-per-sec N] [--token T]... [--forbidden-token T]...
-//!               [--policy '{"base_ms":2000}'] [--faults faults.json] [--server-id ID]
-//!               [--tick CHANNEL:MS]... [--log-json FILE]
-//! ```
-//! `--tick chan:ms` publishes `{"tick": n}` on `chan` every `ms` (demo traffic).
-//! `--log-json FILE` writes the observation log to FILE on Ctrl-C.
+//! Its `--help` is `usage.txt`, next to this file (flags, and the `--faults` file format,
+//! parsed by [`tether_server::fault_file::parse`]).
 
 use serde_json::json;
 use std::time::Duration;
@@ -96,9 +89,11 @@ fn parse_args(args: Vec<String>) -> Result<Cli, CliError> {
                 config.policy = Some(p);
             }
             "--faults" => {
-                let text = std::fs::read_to_string(val()?)?;
-                faults = serde_json::from_str(&text)
-                    .map_err(|e| usage(format!("bad --faults file: {e}")))?;
+                let path = val()?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| usage(format!("cannot read --faults file {path}: {e}")))?;
+                faults = tether_server::fault_file::parse(&text)
+                    .map_err(|e| usage(format!("bad --faults file {path}: {e}")))?;
             }
             "--tick" => {
                 let v = val()?;

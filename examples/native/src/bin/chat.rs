@@ -3,11 +3,14 @@
 //!
 //! ```text
 //! cargo run -p tether-examples --bin chat -- --endpoint http://127.0.0.1:8787/tether \
-//!     --room lobby --name alice [--transport websocket|sse|long_poll]
+//!     --room lobby --name alice [--transport websocket|sse|long_poll] [--store DIR]
 //! ```
+//!
+//! With `--store DIR` the outbox and memo live in a [`tether::FileStore`] there, so lines
+//! typed while offline survive a restart of the chat itself.
 
 use serde_json::json;
-use tether::{Client, Event, TransportKind};
+use tether::{Client, Event, FileStore, TransportKind};
 use tether_examples::{args, describe_event};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -22,7 +25,9 @@ async fn main() {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let a = args();
     if a.contains_key("help") {
-        println!("usage: chat --endpoint URL --room ROOM --name NAME [--transport websocket|sse|long_poll]");
+        println!(
+            "usage: chat --endpoint URL --room ROOM --name NAME [--transport websocket|sse|long_poll] [--store DIR]"
+        );
         return Ok(());
     }
     let endpoint = a
@@ -35,6 +40,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(t) = a.get("transport") {
         let kind = TransportKind::parse(t).ok_or_else(|| format!("unknown transport {t:?}"))?;
         builder = builder.transports(&[kind]);
+    }
+    if let Some(dir) = a.get("store") {
+        builder = builder.store(FileStore::open(dir)?);
     }
     let client = builder.build()?;
     let mut events = client.events();

@@ -121,15 +121,10 @@ async fn run() -> Res<()> {
         store_rate / fsync_rate
     );
     println!();
-    println!(
-        "peers: (a) raw tokio-tungstenite + serde_json parse, (a') reqwest + eventsource-stream\n\
-         + serde_json parse, (b) raw tokio-tungstenite default"
-    );
-    println!(
-        "WebSocketConfig (128 KiB read buffer), (c) eventsource-stream 0.2, (d) the same bytes\n\
-         appended to a plain file with write_all + sync_data each. Total {:.1} s.",
-        started.elapsed().as_secs_f64()
-    );
+    println!("peers: (a) raw tokio-tungstenite + serde_json; (a') reqwest + eventsource-stream + serde_json;");
+    println!("       (b) raw tokio-tungstenite, default WebSocketConfig (128 KiB read buffer);");
+    println!("       (c) eventsource-stream 0.2; (d) the same bytes, write_all + sync_data each.");
+    println!("Total {:.1} s.", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -454,7 +449,7 @@ fn store_rates(n: usize, rounds: usize) -> Res<(f64, f64)> {
         data: format!("{{\"n\":{i},\"text\":\"{}\"}}", "x".repeat(64)),
         enqueued_unix_ms: 0,
     };
-    let mut store = tether::store::file::FileStore::open(dir.join("store"))?;
+    let mut store = tether::FileStore::open(dir.join("store"))?;
     let mut raw = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
