@@ -26,7 +26,7 @@ RUN OPTIONS:
 
 STORM OPTIONS:
   --clients N  --accept-rate R  [--floor-ms F] [--base-ms B] [--cap-ms C] [--multiplier M]
-  [--drain-window-ms A..B] [--no-jitter] [--burst T] [--seed S]
+  [--drain-window-ms A..B] [--no-jitter | --floor-atom] [--burst T] [--seed S]
   [--peak-ms P] [--bucket-ms W] [--buckets K]
 ";
 
@@ -55,6 +55,8 @@ OPTIONS:
   --no-jitter            contrast: every client waits exactly max(floor, min(cap, base·mult^n));
                          with a drain window every client comes back at its start A (a client
                          without jitter does not use the window)
+  --floor-atom           contrast: the draw BACKOFF-1 replaced, max(floor, U(0, c)), which puts
+                         a fraction floor / c of the fleet exactly on the floor (a spike)
   --burst T              tokens the accept bucket holds at most (default: 50 ms of R, at least
                          1): how many clients an instantaneous spike can get in at once. Without
                          jitter the time to reconnect everyone is about N / T × cap
@@ -203,6 +205,7 @@ fn parse_storm(args: &[String]) -> Result<StormParams, CliError> {
             "--peak-ms" => p.peak_ms = positive(&value(&mut it, a)?, a)?,
             "--bucket-ms" => p.bucket_ms = Some(positive(&value(&mut it, a)?, a)?),
             "--no-jitter" => p.draw = Draw::NoJitter,
+            "--floor-atom" => p.draw = Draw::FloorAtom,
             "--drain-window-ms" => {
                 let v = value(&mut it, a)?;
                 let bad = || CliError::BadValue {

@@ -27,6 +27,10 @@ pub enum Draw {
     /// with a drain window every client comes back at the window's start, as a client without
     /// jitter would (it does not use the window).
     NoJitter,
+    /// Contrast (`--floor-atom`): the draw BACKOFF-1 replaced, `max(floor, U(0, c))`, which
+    /// puts a fraction `floor / c` of the fleet exactly on the floor. Kept here only to show
+    /// that spike; no client draws this way.
+    FloorAtom,
 }
 
 /// What to simulate.
@@ -99,12 +103,16 @@ impl StormParams {
         let pol = self.policy();
         match (self.drain_window_ms, self.draw) {
             (Some((a, _)), Draw::NoJitter) => (a, a),
-            (Some((a, b)), Draw::Engine) => (a, b),
+            (Some((a, b)), Draw::Engine | Draw::FloorAtom) => (a, b),
             (None, Draw::NoJitter) => {
                 let t = ms_of(backoff::ceiling(&pol, 0).max(pol.floor));
                 (t, t)
             }
-            (None, Draw::Engine) => (0.0, ms_of(backoff::ceiling(&pol, 0))),
+            // Both draws span [floor, max(floor, c)]; the clamp's mass below the floor sits on it.
+            (None, Draw::Engine | Draw::FloorAtom) => {
+                let (lo, hi) = backoff::bounds(&pol, 0);
+                (ms_of(lo), ms_of(hi))
+            }
         }
     }
 }
@@ -218,6 +226,10 @@ pub fn simulate(p: &StormParams) -> StormResult {
         match p.draw {
             Draw::NoJitter => ms_of(backoff::ceiling(&pol, n).max(pol.floor)),
             Draw::Engine => ms_of(backoff::delay(&pol, n, rng)),
+            Draw::FloorAtom => {
+                let c = backoff::ceiling(&pol, n).as_secs_f64();
+                ms_of(Duration::from_secs_f64(c * rng.next_f64()).max(pol.floor))
+            }
         }
     };
     // (time in µs, client, n of the backoff draw after a refusal of this attempt, first attempt)
@@ -225,7 +237,7 @@ pub fn simulate(p: &StormParams) -> StormResult {
     for c in 0..p.clients {
         let (t, n) = match (p.drain_window_ms, p.draw) {
             // A drain is not a failure (DRAIN-2): a refused attempt after it draws n = 0.
-            (Some((a, b)), Draw::Engine) => (a + (b - a) * rng.next_f64(), 0),
+            (Some((a, b)), Draw::Engine | Draw::FloorAtom) => (a + (b - a) * rng.next_f64(), 0),
             (Some((a, _)), Draw::NoJitter) => (a, 0),
             (None, _) => (draw(&mut rng, 0), 1),
         };
@@ -357,7 +369,7 @@ mod tests {
     fn jitter_spreads_and_no_jitter_spikes() {
         let p = small();
         let j = simulate(&p);
-        assert!((j.first_window_ms.1 - 1_000.0).abs() < 1e-9);
+        assert_eq!(j.first_window_ms, (100.0, 1_000.0), "U(floor, base)");
         let nj = simulate(&StormParams {
             draw: Draw::NoJitter,
             ..p.clone()
@@ -444,6 +456,34 @@ mod tests {
         let (b50, b200) = (at(50.0), at(200.0));
         // About N / burst spikes at the cap: four times the burst, about a quarter of the time.
         assert!(b50 > 3.0 * b200, "{b50} vs {b200}");
+    }
+
+    #[test]
+    fn backoff_1_the_first_wave_has_no_spike_at_the_floor() {
+        // 20,000 clients, base 1 s, 1 ms windows: the engine's draw peaks near what a uniform
+        // spread gives; the clamp max(floor, U(0, c)) puts 2,000 clients in one instant.
+        let p = StormParams {
+            peak_ms: 1.0,
+            ..StormParams::default()
+        };
+        let r = simulate(&p);
+        let uniform = r.uniform_peak_per_s.unwrap_or(0.0);
+        assert!(
+            r.first_wave_peak_per_s < 1.5 * uniform,
+            "{} vs uniform {uniform}",
+            r.first_wave_peak_per_s
+        );
+        assert!(r.first_wave_peak_per_s < 3.0 * r.expected_peak_per_s);
+        let old = simulate(&StormParams {
+            draw: Draw::FloorAtom,
+            ..p
+        });
+        // 10% of the fleet on the floor: at least 2,000 attempts in that millisecond.
+        assert!(
+            old.first_wave_peak_per_s >= 2_000_000.0,
+            "{}",
+            old.first_wave_peak_per_s
+        );
     }
 
     #[test]

@@ -77,6 +77,20 @@ pub fn render(p: &StormParams, r: &StormResult) -> String {
                 "  clients: NO JITTER (--no-jitter, the failure ADR-3 prevents): every client waits exactly\n           max(floor, min(cap, base·mult^n)) ({policy})"
             );
         }
+        (Draw::FloorAtom, None) => {
+            let _ = writeln!(
+                o,
+                "  clients: FLOOR CLAMP (--floor-atom, the draw BACKOFF-1 replaced): max(floor, U(0, c)), which\n           puts a fraction floor / c of the fleet exactly on the floor ({policy})"
+            );
+        }
+        (Draw::FloorAtom, Some((a, b))) => {
+            let _ = writeln!(
+                o,
+                "  clients: drain window {}..{} ms: each comes back at U(from, to) (DRAIN-1);\n           a refused client then backs off with the old clamp max(floor, U(0, c)) (--floor-atom; {policy})",
+                group(a),
+                group(b)
+            );
+        }
         (Draw::NoJitter, Some((a, b))) => {
             let _ = writeln!(
                 o,

@@ -163,7 +163,8 @@ impl Engine {
                 let was_offline = core::mem::replace(&mut self.offline, false);
                 if was_offline && matches!(self.wait, Wait::Network) {
                     self.reset_streak();
-                    let d = self.rng.duration_between(Duration::ZERO, self.policy.base);
+                    // NET-2: the n = 0 backoff draw, U(floor, base), like a first retry.
+                    let d = backoff::delay(&self.policy, 0, &mut self.rng);
                     self.schedule_plain(now, d, Cause::NetworkOnline);
                 }
             }
@@ -173,7 +174,7 @@ impl Engine {
                 }
                 match &self.wait {
                     Wait::Retry { at, .. } => {
-                        let d = self.rng.duration_between(Duration::ZERO, self.policy.base);
+                        let d = backoff::delay(&self.policy, 0, &mut self.rng);
                         if now + d < *at {
                             self.reset_streak();
                             self.schedule_plain(now, d, Cause::NetworkOnline);
