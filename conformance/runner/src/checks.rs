@@ -178,7 +178,7 @@ impl Backoff {
 fn is_backoff_cause(c: &str) -> bool {
     !matches!(
         c,
-        "drain" | "network_online" | "network_offline" | "retry_later" | "user_connect"
+        "drain" | "network_online" | "network_offline" | "retry_later" | "ready" | "user_connect"
     )
 }
 

@@ -10,11 +10,15 @@ pub enum Cause {
     UserConnect,
     UserClose,
     Hello,
-    TransportClosed { code: Option<u16> },
+    TransportClosed {
+        code: Option<u16>,
+    },
     TransportError,
     HeartbeatTimeout,
     Drain,
     RetryLater,
+    /// A readiness probe answered ready and moved the attempt earlier (READY-4).
+    Ready,
     AuthExpired,
     NetworkOffline,
     NetworkOnline,
@@ -22,7 +26,9 @@ pub enum Cause {
     SlowOpen,
     ProtocolError,
     AttemptsExhausted,
-    Terminal { code: ErrorCode },
+    Terminal {
+        code: ErrorCode,
+    },
     Backoff,
     Upgrade,
 }
@@ -39,6 +45,7 @@ impl Cause {
             Cause::HeartbeatTimeout => "heartbeat_timeout",
             Cause::Drain => "drain",
             Cause::RetryLater => "retry_later",
+            Cause::Ready => "ready",
             Cause::AuthExpired => "auth_expired",
             Cause::NetworkOffline => "network_offline",
             Cause::NetworkOnline => "network_online",

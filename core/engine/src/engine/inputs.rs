@@ -247,23 +247,24 @@ impl Engine {
                     .rng
                     .duration_between(Duration::from_millis(lo), Duration::from_millis(hi));
                 if now + d < at {
+                    // READY-4: the attempt moves earlier because of the probe: its own cause.
                     self.wait = Wait::Retry {
                         at: now + d,
-                        cause: Cause::Backoff,
+                        cause: Cause::Ready,
                     };
                     let attempt = self.retries;
                     self.events.push_back(Event::ReconnectScheduled {
                         attempt,
                         delay: d,
-                        cause: Cause::Backoff,
+                        cause: Cause::Ready,
                     });
                     self.set_state(
                         State::Reconnecting {
                             attempt,
                             delay: Some(d),
-                            cause: Cause::Backoff,
+                            cause: Cause::Ready,
                         },
-                        Cause::Backoff,
+                        Cause::Ready,
                     );
                 }
                 self.probe_at = None;
