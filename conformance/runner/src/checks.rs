@@ -1075,6 +1075,9 @@ struct LogP {
     after_mark: Option<String>,
     #[serde(default)]
     before_mark: Option<String>,
+    /// The entry's cursor equals this exactly.
+    #[serde(default)]
+    cursor: Option<String>,
     #[serde(default)]
     cursor_min_bytes: Option<usize>,
     #[serde(default)]
@@ -1166,6 +1169,11 @@ fn server_log(p: LogP, ctx: &Ctx) -> Verdict {
                 .is_none_or(|d| !e.query.as_ref().is_some_and(|x| x.contains(d.as_str())))
         })
         .filter(|e| p.has_cursor.is_none_or(|c| e.cursor.is_some() == c))
+        .filter(|e| {
+            p.cursor
+                .as_ref()
+                .is_none_or(|c| e.cursor.as_deref() == Some(c.as_str()))
+        })
         .count();
     v.metric("count", json!(n));
     let what = format!(

@@ -16,7 +16,7 @@ use crate::order::{ChannelOrder, Delivery, Outcome};
 use crate::outbox::Outbox;
 use crate::policy::{DropPolicy, Policy, PolicyWire};
 use crate::rng::Rng;
-use crate::sse::{SseItem, SseLimits, SseParser};
+use crate::sse::{SseEvent, SseItem, SseLimits, SseParser};
 use crate::state::{Cause, State};
 use crate::store::{Memo, OutboxRecord, Store};
 use crate::time::Instant;
