@@ -103,10 +103,7 @@ impl Engine {
         let data = data.to_string();
         let id = match id {
             Some(id) => id,
-            None => {
-                self.publish_counter += 1;
-                format!("{}-{}", self.client_id, self.publish_counter)
-            }
+            None => self.next_key()?,
         };
         let record = OutboxRecord {
             id: id.clone(),
@@ -133,6 +130,21 @@ impl Engine {
         }
         self.flush_outbox();
         Ok(id)
+    }
+
+    /// OUTBOX-1: the next generated key. When it starts a new counter block, the block is
+    /// reserved in the memo first; a memo that cannot be saved refuses the publish
+    /// (`store_failed`) and the key is never used.
+    fn next_key(&mut self) -> Result<String, CallError> {
+        match self.keys.next(&self.memo) {
+            NextKey::Ready(key) => Ok(key),
+            NextKey::Reserve { key, memo } => {
+                self.outbox.store_mut().save_memo(&memo)?;
+                self.keys.reserved(&memo);
+                self.memo = memo;
+                Ok(key)
+            }
+        }
     }
 
     /// The host's view of connectivity changed (NET-1..3).
