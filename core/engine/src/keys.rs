@@ -37,7 +37,7 @@ pub enum NextKey {
     /// The counter is inside the reserved block: use the key.
     Ready(String),
     /// Save `memo` first (it reserves a new block); then call [`Keys::reserved`] and use the key.
-    Reserve { key: String, memo: Memo },
+    Reserve { key: String, memo: Box<Memo> },
 }
 
 impl Keys {
@@ -73,7 +73,7 @@ impl Keys {
         if self.counter <= self.reserved && memo.client_id.as_deref() == Some(&self.client_id) {
             return NextKey::Ready(key);
         }
-        let mut memo = memo.clone();
+        let mut memo = Box::new(memo.clone());
         memo.client_id = Some(self.client_id.clone());
         memo.keys_reserved = self.counter.saturating_add(KEY_BLOCK - 1);
         NextKey::Reserve { key, memo }
@@ -113,7 +113,7 @@ mod tests {
         match keys.next(memo) {
             NextKey::Ready(k) => k,
             NextKey::Reserve { key, memo: m } => {
-                *memo = m;
+                *memo = *m;
                 keys.reserved(memo);
                 key
             }
@@ -155,7 +155,7 @@ mod tests {
                 NextKey::Ready(k) => used.push(k),
                 NextKey::Reserve { key, memo: m } => {
                     writes += 1;
-                    memo = m;
+                    memo = *m;
                     keys.reserved(&memo);
                     used.push(key);
                 }

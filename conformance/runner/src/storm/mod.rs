@@ -282,7 +282,7 @@ pub fn simulate(p: &StormParams) -> StormResult {
     let first_wave_peak_per_s = per_s(sliding_peak(&first, peak_us));
     let peak_per_s = per_s(sliding_peak(&times, peak_us));
     let uniform_peak_per_s = (w_s > 0.0).then(|| {
-        let mut r = Rng::new(p.seed ^ 0x5EED_0F_0DD5);
+        let mut r = Rng::new(p.seed ^ 0x005E_ED0F_0DD5);
         let (lo, hi) = (us_of_ms(first_window_ms.0), us_of_ms(first_window_ms.1));
         let mut u: Vec<u64> = (0..p.clients)
             .map(|_| lo + ((hi - lo) as f64 * r.next_f64()) as u64)

@@ -141,7 +141,7 @@ impl Engine {
             NextKey::Reserve { key, memo } => {
                 self.outbox.store_mut().save_memo(&memo)?;
                 self.keys.reserved(&memo);
-                self.memo = memo;
+                self.memo = *memo;
                 Ok(key)
             }
         }
