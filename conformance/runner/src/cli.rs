@@ -312,6 +312,7 @@ mod tests {
             "--bucket-ms",
             "--peak-ms",
             "--no-jitter",
+            "--floor-atom",
             "--drain-window-ms",
         ] {
             assert!(STORM_USAGE.contains(flag), "{flag} undocumented");
