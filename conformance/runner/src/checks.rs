@@ -144,6 +144,9 @@ pub fn run(spec: &CheckSpec, ctx: &Ctx) -> Result<Verdict, String> {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 // ---------------------------------------------------------------- helpers
 
 /// The backoff policy the client runs with: app overrides, else the defaults (BACKOFF-2).
@@ -175,7 +178,7 @@ impl Backoff {
 fn is_backoff_cause(c: &str) -> bool {
     !matches!(
         c,
-        "drain" | "network_online" | "network_offline" | "retry_later" | "user_connect"
+        "drain" | "network_online" | "network_offline" | "retry_later" | "ready" | "user_connect"
     )
 }
 
@@ -258,8 +261,8 @@ fn d5() -> f64 {
 }
 
 /// BACKOFF-1: every declared delay within `[floor, max(floor, min(cap, base·mult^n))]`, and
-/// the draws of each `n` uniform with the floor atom (exact CDF, KS at `alpha`, Bonferroni
-/// over the groups tested).
+/// the draws of each `n` uniform on that interval, with no atom at the floor (exact CDF of
+/// delay / ceiling, `U(floor / ceiling, 1)`, KS at `alpha`, Bonferroni over the groups tested).
 fn backoff_distribution(p: BackoffP, ctx: &Ctx) -> Verdict {
     let mut v = Verdict::pass();
     let pol = Backoff::of(ctx.client);
@@ -301,7 +304,8 @@ fn backoff_distribution(p: BackoffP, ctx: &Ctx) -> Verdict {
     let mut groups: BTreeMap<u64, (u32, Vec<f64>)> = BTreeMap::new();
     for &(n, d) in &draws {
         let c = pol.ceiling(n);
-        if c > 0.0 {
+        // A ceiling at or below the floor leaves one value (the floor): nothing to test.
+        if c > pol.floor {
             let g = groups.entry((c * 1000.0) as u64).or_insert((n, Vec::new()));
             g.1.push((d / c).min(1.0));
         }
@@ -317,21 +321,26 @@ fn backoff_distribution(p: BackoffP, ctx: &Ctx) -> Verdict {
     let k = tested.len() as f64;
     for (n, u) in &tested {
         let f = (pol.floor / pol.ceiling(*n)).min(1.0);
-        let ks = stats::ks_floor_uniform(u, f, p.alpha / k);
+        let ks = stats::ks_backoff(u, f, p.alpha / k);
+        // Draws within the tolerance of the floor: an atom there shows as a large share.
+        let at_floor = u
+            .iter()
+            .filter(|x| **x * pol.ceiling(*n) <= pol.floor + p.tolerance_ms)
+            .count();
         let (mean, sd) = stats::mean_sd(u);
         v.metric(
             &format!("ks_n{n}"),
             json!({"draws": ks.n, "D": ks.d, "p": ks.p, "critical_D": ks.critical_d,
-                   "floor_fraction": f, "mean_u": mean, "sd_u": sd}),
+                   "floor_fraction": f, "at_floor": at_floor, "mean_u": mean, "sd_u": sd}),
         );
         v.note(format!(
-            "n={n}: {} draws, KS D={:.4} (critical {:.4}), p={:.3e}",
-            ks.n, ks.d, ks.critical_d, ks.p
+            "n={n}: {} draws, KS D={:.4} (critical {:.4}), p={:.3e}, {at_floor} within {} ms of the floor",
+            ks.n, ks.d, ks.critical_d, ks.p, p.tolerance_ms
         ));
         if ks.rejects(p.alpha / k) {
             v.fail(format!(
-                "n={n}: delays are not max(floor, U(0, ceiling)): KS D={:.4} > {:.4}, p={:.2e} <= {:.0e} (BACKOFF-1 full jitter)",
-                ks.d, ks.critical_d, ks.p, p.alpha
+                "n={n}: delays are not U(floor, ceiling): KS D={:.4} > {:.4}, p={:.2e} <= {:.0e}, {at_floor} of {} draws within {} ms of the floor (BACKOFF-1 full jitter)",
+                ks.d, ks.critical_d, ks.p, p.alpha, ks.n, p.tolerance_ms
             ));
         }
     }
@@ -1070,6 +1079,9 @@ struct LogP {
     after_mark: Option<String>,
     #[serde(default)]
     before_mark: Option<String>,
+    /// The entry's cursor equals this exactly.
+    #[serde(default)]
+    cursor: Option<String>,
     #[serde(default)]
     cursor_min_bytes: Option<usize>,
     #[serde(default)]
@@ -1162,6 +1174,11 @@ fn server_log(p: LogP, ctx: &Ctx) -> Verdict {
         })
         .filter(|e| p.has_cursor.is_none_or(|c| e.cursor.is_some() == c))
         .filter(|e| p.has_conn.is_none_or(|c| e.conn.is_some() == c))
+        .filter(|e| {
+            p.cursor
+                .as_ref()
+                .is_none_or(|c| e.cursor.as_deref() == Some(c.as_str()))
+        })
         .count();
     v.metric("count", json!(n));
     let what = format!(
@@ -1494,7 +1511,9 @@ struct RangeP {
     min: Option<f64>,
     #[serde(default)]
     max: Option<f64>,
-    /// Policy field names as bounds instead of numbers (e.g. `base_ms`).
+    /// Policy field names as bounds instead of numbers (e.g. `floor_ms`, `base_ms`).
+    #[serde(default)]
+    min_policy: Option<String>,
     #[serde(default)]
     max_policy: Option<String>,
     #[serde(default = "d1u")]
@@ -1504,10 +1523,12 @@ struct RangeP {
 /// Every event matching `event` has numeric `field` within `[min, max]` (at least `at_least` of them).
 fn field_range(p: RangeP, ctx: &Ctx) -> Verdict {
     let mut v = Verdict::pass();
-    let max = match &p.max_policy {
-        Some(k) => ctx.client.policy.get(k).and_then(Value::as_f64).or(p.max),
-        None => p.max,
+    let from_policy = |k: &Option<String>, v: Option<f64>| match k {
+        Some(k) => ctx.client.policy.get(k).and_then(Value::as_f64).or(v),
+        None => v,
     };
+    let min = from_policy(&p.min_policy, p.min);
+    let max = from_policy(&p.max_policy, p.max);
     let hits: Vec<&TraceEvent> = ctx
         .events
         .iter()
@@ -1524,7 +1545,7 @@ fn field_range(p: RangeP, ctx: &Ctx) -> Verdict {
     for e in hits {
         let x = e.num(&p.field);
         let ok = x.is_some_and(|x| {
-            p.min.is_none_or(|m| x >= m - 1e-9) && max.is_none_or(|m| x <= m + 1e-9)
+            min.is_none_or(|m| x >= m - 1e-9) && max.is_none_or(|m| x <= m + 1e-9)
         });
         if !ok {
             v.fail(format!(
@@ -1532,7 +1553,7 @@ fn field_range(p: RangeP, ctx: &Ctx) -> Verdict {
                 e.ty(),
                 p.field,
                 x,
-                p.min.map_or("-".into(), |m| m.to_string()),
+                min.map_or("-".into(), |m| m.to_string()),
                 max.map_or("-".into(), |m| m.to_string())
             ));
             break;

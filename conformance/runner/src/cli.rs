@@ -1,6 +1,6 @@
 //! Command-line parsing for `run`, `list` and `storm` (no dependencies; `--help` prints usage).
 
-use crate::storm::StormParams;
+use crate::storm::{Draw, StormParams};
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -11,7 +11,7 @@ tether-conformance — the Tether conformance suite
 USAGE:
   tether-conformance [run] [OPTIONS]     run the suite (default: native adapter, embedded server)
   tether-conformance list [--include G] [--scenarios DIR]
-  tether-conformance storm --clients N --accept-rate R [POLICY] [--no-jitter]
+  tether-conformance storm --clients N --accept-rate R [STORM OPTIONS]   (storm --help for details)
 
 RUN OPTIONS:
   --adapter \"<command line>\"   adapter to run: a program (a bare name is looked up in PATH, a path
@@ -28,7 +28,47 @@ RUN OPTIONS:
 
 STORM OPTIONS:
   --clients N  --accept-rate R  [--floor-ms F] [--base-ms B] [--cap-ms C] [--multiplier M]
-  [--drain-window-ms A..B] [--no-jitter] [--seed S] [--buckets K] [--burst N]
+  [--drain-window-ms A..B] [--no-jitter | --floor-atom] [--burst T] [--seed S]
+  [--peak-ms P] [--bucket-ms W] [--buckets K]
+";
+
+/// `storm --help`: every option and what the report shows.
+pub const STORM_USAGE: &str = "\
+tether-conformance storm — how a fleet of clients dropped at once comes back (SPEC ADR-3)
+
+USAGE:
+  tether-conformance storm --clients N --accept-rate R [OPTIONS]
+
+N clients lose their connections at t = 0. Each reconnects after a draw of the engine's own
+backoff (tether_engine::backoff, BACKOFF-1) or, with a drain window, at U(from, to) (DRAIN-1).
+The fleet accepts R handshakes per second through a token bucket; an attempt that finds the
+bucket empty is refused and the client tries again after its next backoff draw. The report
+prints the N / W model, the simulated peaks, attempts, refusals and the time until everyone is
+connected, each with what it means, then a histogram of attempts over time.
+
+OPTIONS:
+  --clients N            clients dropped at t = 0 (required)
+  --accept-rate R        handshakes per second the fleet accepts (required)
+  --floor-ms F           backoff floor (default 100)
+  --base-ms B            backoff base (default 1000)
+  --cap-ms C             backoff cap (default 30000)
+  --multiplier M         backoff multiplier (default 2)
+  --drain-window-ms A..B first reconnects at U(A, B) instead of a backoff draw
+  --no-jitter            contrast: every client waits exactly max(floor, min(cap, base·mult^n));
+                         with a drain window every client comes back at its start A (a client
+                         without jitter does not use the window)
+  --floor-atom           contrast: the draw BACKOFF-1 replaced, max(floor, U(0, c)), which puts
+                         a fraction floor / c of the fleet exactly on the floor (a spike)
+  --burst T              tokens the accept bucket holds at most (default: 50 ms of R, at least
+                         1): how many clients an instantaneous spike can get in at once. Without
+                         jitter the time to reconnect everyone is about N / T × cap
+  --seed S               seed of the simulation (default 1): same seed, same run
+  --peak-ms P            window of the peak rates, sliding (default 100): a narrower window shows
+                         a spike that a wide one averages away, and more sampling noise
+  --bucket-ms W          histogram bucket width (default: chosen from the data: the run cut into
+                         about K rows, or 1 ms when attempts fall on a few instants)
+  --buckets K            histogram rows printed at most (default 30)
+  -h, --help             this text
 ";
 
 /// Why the command line was refused.
@@ -67,6 +107,8 @@ pub enum Cli {
     Run(RunArgs),
     List(RunArgs),
     Storm(StormParams),
+    /// `storm --help`.
+    StormHelp,
     /// The native adapter built into this binary (the default adapter of `run`).
     Adapter(Vec<String>),
     Help,
@@ -85,6 +127,19 @@ fn num<T: std::str::FromStr>(v: &str, flag: &str) -> Result<T, CliError> {
     })
 }
 
+/// A finite number above zero.
+fn positive(v: &str, flag: &str) -> Result<f64, CliError> {
+    let x: f64 = num(v, flag)?;
+    if x.is_finite() && x > 0.0 {
+        Ok(x)
+    } else {
+        Err(CliError::BadValue {
+            flag: flag.to_owned(),
+            value: v.to_owned(),
+        })
+    }
+}
+
 /// Parse the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Cli, CliError> {
     let (cmd, rest) = match args.first().map(String::as_str) {
@@ -96,6 +151,9 @@ pub fn parse(args: &[String]) -> Result<Cli, CliError> {
         _ => ("run", args),
     };
     if cmd == "storm" {
+        if rest.iter().any(|a| matches!(a.as_str(), "-h" | "--help")) {
+            return Ok(Cli::StormHelp);
+        }
         return parse_storm(rest).map(Cli::Storm);
     }
     let mut r = RunArgs::default();
@@ -145,8 +203,11 @@ fn parse_storm(args: &[String]) -> Result<StormParams, CliError> {
             "--multiplier" => p.multiplier = num(&value(&mut it, a)?, a)?,
             "--seed" => p.seed = num(&value(&mut it, a)?, a)?,
             "--buckets" => p.buckets = num(&value(&mut it, a)?, a)?,
-            "--burst" => p.burst = Some(num(&value(&mut it, a)?, a)?),
-            "--no-jitter" => p.no_jitter = true,
+            "--burst" => p.burst = Some(positive(&value(&mut it, a)?, a)?),
+            "--peak-ms" => p.peak_ms = positive(&value(&mut it, a)?, a)?,
+            "--bucket-ms" => p.bucket_ms = Some(positive(&value(&mut it, a)?, a)?),
+            "--no-jitter" => p.draw = Draw::NoJitter,
+            "--floor-atom" => p.draw = Draw::FloorAtom,
             "--drain-window-ms" => {
                 let v = value(&mut it, a)?;
                 let bad = || CliError::BadValue {
@@ -202,5 +263,62 @@ mod tests {
             Err(CliError::StormIncomplete)
         );
         assert!(parse(&s(&["--bogus"])).is_err());
+        let Ok(Cli::Storm(p)) = parse(&s(&[
+            "storm",
+            "--clients",
+            "5",
+            "--accept-rate",
+            "1",
+            "--no-jitter",
+            "--burst",
+            "7",
+            "--peak-ms",
+            "1",
+            "--bucket-ms",
+            "10",
+            "--seed",
+            "3",
+            "--buckets",
+            "4",
+        ])) else {
+            panic!("storm options")
+        };
+        assert_eq!(
+            (p.draw, p.burst, p.peak_ms, p.bucket_ms, p.seed, p.buckets),
+            (Draw::NoJitter, Some(7.0), 1.0, Some(10.0), 3, 4)
+        );
+        assert!(parse(&s(&[
+            "storm",
+            "--clients",
+            "5",
+            "--accept-rate",
+            "1",
+            "--peak-ms",
+            "0"
+        ]))
+        .is_err());
+    }
+
+    #[test]
+    fn storm_help_is_help_not_an_error() {
+        assert_eq!(parse(&s(&["storm", "--help"])), Ok(Cli::StormHelp));
+        assert_eq!(parse(&s(&["storm", "-h"])), Ok(Cli::StormHelp));
+        assert_eq!(
+            parse(&s(&["storm", "--clients", "3", "--help"])),
+            Ok(Cli::StormHelp)
+        );
+        for flag in [
+            "--seed",
+            "--buckets",
+            "--burst",
+            "--bucket-ms",
+            "--peak-ms",
+            "--no-jitter",
+            "--floor-atom",
+            "--drain-window-ms",
+        ] {
+            assert!(STORM_USAGE.contains(flag), "{flag} undocumented");
+            assert!(USAGE.contains(flag), "{flag} missing from the usage");
+        }
     }
 }

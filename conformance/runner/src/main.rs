@@ -15,7 +15,12 @@ fn main() -> ExitCode {
     let cli = match cli::parse(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            let usage = if args.first().is_some_and(|a| a == "storm") {
+                cli::STORM_USAGE
+            } else {
+                cli::USAGE
+            };
+            eprintln!("error: {e}\n\n{usage}");
             return ExitCode::from(2);
         }
     };
@@ -37,6 +42,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cli::StormHelp => {
+            print!("{}", cli::STORM_USAGE);
+            ExitCode::SUCCESS
+        }
         Cli::Storm(p) => {
             let r = storm::simulate(&p);
             print!("{}", storm::render(&p, &r));

@@ -1,8 +1,8 @@
-//! Timing statistics for the checks: KS tests of backoff draws (uniform with the floor atom) and of drain draws (uniform).
+//! Timing statistics for the checks: KS tests of backoff draws (uniform from the floor to the ceiling) and of drain draws (uniform).
 
 use tether_engine::stats::{
-    floor_uniform_cdf, floor_uniform_cdf_left, ks_critical_d, ks_p_value, ks_statistic,
-    ks_statistic_with, uniform_cdf,
+    backoff_cdf, backoff_cdf_left, ks_critical_d, ks_p_value, ks_statistic, ks_statistic_with,
+    uniform_cdf,
 };
 
 /// The outcome of one Kolmogorov-Smirnov test.
@@ -21,13 +21,9 @@ impl Ks {
     }
 }
 
-/// KS of draws `u` (delay / ceiling) against `max(f, U(0, 1))`: exact CDF with the atom at `f`.
-pub fn ks_floor_uniform(u: &[f64], f: f64, alpha: f64) -> Ks {
-    let d = ks_statistic_with(
-        u,
-        |x| floor_uniform_cdf(x, f),
-        |x| floor_uniform_cdf_left(x, f),
-    );
+/// KS of draws `u` (delay / ceiling) against `U(f, 1)`, `f = floor / ceiling` (BACKOFF-1).
+pub fn ks_backoff(u: &[f64], f: f64, alpha: f64) -> Ks {
+    let d = ks_statistic_with(u, |x| backoff_cdf(x, f), |x| backoff_cdf_left(x, f));
     Ks {
         n: u.len(),
         d,
@@ -71,13 +67,16 @@ mod tests {
     fn honest_draws_pass_and_constant_draws_fail() {
         let mut r = Rng::new(3);
         let f = 0.1;
-        let u: Vec<f64> = (0..400).map(|_| r.next_f64().max(f)).collect();
-        assert!(!ks_floor_uniform(&u, f, 1e-6).rejects(1e-6));
+        let u: Vec<f64> = (0..400).map(|_| f + (1.0 - f) * r.next_f64()).collect();
+        assert!(!ks_backoff(&u, f, 1e-6).rejects(1e-6));
         let constant = vec![1.0; 400];
-        assert!(ks_floor_uniform(&constant, f, 1e-6).rejects(1e-6));
+        assert!(ks_backoff(&constant, f, 1e-6).rejects(1e-6));
         // "Cap after jitter" style (all draws in the upper half) is rejected too.
         let upper: Vec<f64> = (0..400).map(|_| 0.5 + 0.5 * r.next_f64()).collect();
-        assert!(ks_floor_uniform(&upper, f, 1e-6).rejects(1e-6));
+        assert!(ks_backoff(&upper, f, 1e-6).rejects(1e-6));
+        // And the floor clamp max(f, U(0, 1)) once the floor is a large part of the ceiling.
+        let clamp: Vec<f64> = (0..400).map(|_| r.next_f64().max(0.5)).collect();
+        assert!(ks_backoff(&clamp, 0.5, 1e-6).rejects(1e-6));
         let plain: Vec<f64> = (0..400).map(|_| r.next_f64()).collect();
         assert!(!ks_uniform(&plain, 1e-6).rejects(1e-6));
         assert_eq!(mean_sd(&[1.0, 3.0]).0, 2.0);

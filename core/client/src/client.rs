@@ -257,6 +257,8 @@ impl ClientBuilder {
             max_frame_bytes: self.max_frame_bytes,
             auth: self.token_provider.is_some(),
             seed: self.seed.unwrap_or_else(os_seed),
+            // OUTBOX-1: the publish-key client id comes from the OS, never from the seed.
+            id_entropy: Some(os_entropy()),
         };
         let store = self
             .store
@@ -359,6 +361,16 @@ fn os_seed() -> u64 {
     h.write_u128(nanos);
     h.write_u32(std::process::id());
     h.finish()
+}
+
+/// 64 bits straight from the OS (`getrandom`), for the client id of publish keys (OUTBOX-1).
+/// Should the OS source fail, std's `RandomState` keys (also from the OS) are used instead.
+fn os_entropy() -> u64 {
+    let mut b = [0u8; 8];
+    match getrandom::getrandom(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => os_seed(),
+    }
 }
 
 struct Inner {
@@ -533,6 +545,7 @@ mod tests {
     #[test]
     fn seeds_differ() {
         assert_ne!(os_seed(), os_seed());
+        assert_ne!(os_entropy(), os_entropy());
     }
 
     #[test]

@@ -117,7 +117,7 @@ async fn backoff_5_drop_reconnects_with_jitter() {
     assert_eq!(*cause, Cause::TransportError);
     assert!(
         *delay <= Duration::from_millis(30),
-        "U(0, base) with base 30 ms: {delay:?}"
+        "U(floor, base) with base 30 ms: {delay:?}"
     );
     up(&mut events).await;
     assert_eq!(

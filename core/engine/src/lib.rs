@@ -10,6 +10,7 @@ mod engine;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod keys;
 pub mod ladder;
 pub mod order;
 pub mod outbox;

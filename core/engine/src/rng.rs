@@ -56,11 +56,6 @@ impl Rng {
         let span = (hi - lo).as_secs_f64();
         lo + Duration::from_secs_f64(span * self.next_f64())
     }
-
-    /// 16 lowercase hex digits, for identifiers such as idempotency-key prefixes.
-    pub fn hex_id(&mut self) -> String {
-        format!("{:016x}", self.next_u64())
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ pub enum Cause {
     HeartbeatTimeout,
     Drain,
     RetryLater,
+    /// A readiness probe answered ready and moved the attempt earlier (READY-4).
+    Ready,
     AuthExpired,
     NetworkOffline,
     NetworkOnline,
@@ -45,6 +47,7 @@ impl Cause {
             Cause::HeartbeatTimeout => "heartbeat_timeout",
             Cause::Drain => "drain",
             Cause::RetryLater => "retry_later",
+            Cause::Ready => "ready",
             Cause::AuthExpired => "auth_expired",
             Cause::NetworkOffline => "network_offline",
             Cause::NetworkOnline => "network_online",

@@ -1,10 +1,10 @@
-//! Statistics used to check timing claims: Kolmogorov-Smirnov against uniform and a mixed floor distribution.
+//! Statistics used to check timing claims: Kolmogorov-Smirnov against uniform and the backoff draw's distribution.
 //!
-//! The backoff of BACKOFF-1 draws `max(floor, U(0, ceiling))`. Divided by the
-//! ceiling, a delay is `max(f, U(0, 1))` with `f = floor / ceiling`: a uniform
-//! distribution whose mass below `f` is piled into an atom at `f`. Its CDF is
-//! [`floor_uniform_cdf`]: `F(u) = 0` for `u < f` and `F(u) = u` for `u >= f`
-//! (with `f = 0` it is the plain uniform CDF on `[0, 1]`).
+//! The backoff of BACKOFF-1 draws `U(floor, max(floor, ceiling))`. Divided by the ceiling,
+//! a delay is `U(f, 1)` with `f = floor / ceiling`; its CDF is [`backoff_cdf`]:
+//! `F(u) = (u - f) / (1 - f)` on `[f, 1]` (with `f = 0` the plain uniform CDF on `[0, 1]`).
+//! It has no atom: the earlier draw `max(floor, U(0, ceiling))` piled the mass below `f` onto
+//! `f` itself, and a sample of it is rejected against this CDF (its KS distance is `f`).
 //!
 //! [`ks_statistic`] computes the one-sample Kolmogorov-Smirnov distance
 //! `D = sup |F_n(x) - F(x)|` between samples and a CDF, handling ties and
@@ -13,30 +13,35 @@
 //! small-sample correction), and [`ks_critical_d`] the distance that a sample
 //! of size `n` must exceed to be rejected at level `alpha`.
 //!
-//! For a CDF with an atom the test is conservative: the true p-value is never
+//! For a CDF with a jump the test is conservative: the true p-value is never
 //! smaller than the one computed here, so a rejection is trustworthy.
 //!
 //! Pure math, no dependencies, no allocation beyond one sorted copy.
 
-/// The CDF of `max(f, U(0, 1))`: `0` below `f`, `u` from `f` on, `1` above 1.
-pub fn floor_uniform_cdf(u: f64, f: f64) -> f64 {
-    if u < f || u < 0.0 {
-        0.0
-    } else if u >= 1.0 {
+/// The CDF of `U(f, 1)`, the BACKOFF-1 delay divided by its ceiling (`f = floor / ceiling`).
+/// With `f >= 1` (floor at or above the ceiling) every delay is the floor: a step at 1.
+pub fn backoff_cdf(u: f64, f: f64) -> f64 {
+    let f = f.max(0.0);
+    if u >= 1.0 {
         1.0
+    } else if f >= 1.0 || u <= f {
+        0.0
     } else {
-        u
+        (u - f) / (1.0 - f)
     }
 }
 
-/// The left limit `F(u-)` of [`floor_uniform_cdf`]: it differs from `F(u)` only at the atom `u = f`.
-pub fn floor_uniform_cdf_left(u: f64, f: f64) -> f64 {
-    if u <= f || u <= 0.0 {
-        0.0
-    } else if u > 1.0 {
-        1.0
+/// The left limit `F(u-)` of [`backoff_cdf`]: it differs from `F(u)` only in the degenerate
+/// case `f >= 1`, at `u = 1`.
+pub fn backoff_cdf_left(u: f64, f: f64) -> f64 {
+    if f >= 1.0 {
+        if u > 1.0 {
+            1.0
+        } else {
+            0.0
+        }
     } else {
-        u
+        backoff_cdf(u, f)
     }
 }
 
@@ -167,6 +172,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backoff_1_cdf_is_uniform_from_the_floor() {
+        assert_eq!(backoff_cdf(0.05, 0.1), 0.0);
+        assert_eq!(backoff_cdf(0.1, 0.1), 0.0);
+        assert!((backoff_cdf(0.55, 0.1) - 0.5).abs() < 1e-12);
+        assert_eq!(backoff_cdf(1.0, 0.1), 1.0);
+        assert!((backoff_cdf(0.3, 0.0) - uniform_cdf(0.3)).abs() < 1e-12);
+        // Degenerate: floor at the ceiling, all mass at 1.
+        assert_eq!(backoff_cdf(0.99, 1.0), 0.0);
+        assert_eq!(backoff_cdf(1.0, 1.0), 1.0);
+        assert_eq!(backoff_cdf_left(1.0, 1.0), 0.0);
+    }
+
+    #[test]
     fn kolmogorov_known_values() {
         // Classic table: Q(1.36) ≈ 0.049, Q(1.63) ≈ 0.0098, Q(0.5) ≈ 0.9639.
         assert!((kolmogorov_q(1.358_099) - 0.05).abs() < 1e-4);
@@ -197,14 +215,19 @@ mod tests {
         // Samples 0.1, 0.5, 0.9 against U(0,1): D = max(1/3-0.1, 0.5-1/3, 0.9-2/3, 1-0.9) = 0.2333...
         let d = ks_statistic(&[0.9, 0.1, 0.5], uniform_cdf);
         assert!((d - (0.9 - 2.0 / 3.0)).abs() < 1e-12);
-        // Ties on the atom of the floor distribution: 3 of 4 samples at f = 0.5 fit F(0.5) = 0.5 badly.
-        let f = 0.5;
+        // A CDF with a jump (the atom of max(0.5, U(0, 1)) at 0.5, F(0.5-) = 0, F(0.5) = 0.5):
+        // ties on it are handled exactly; 3 of 4 samples there fit F(0.5) = 0.5 badly.
+        let atom = |u: f64| if u < 0.5 { 0.0 } else { u.min(1.0) };
+        let atom_left = |u: f64| if u <= 0.5 { 0.0 } else { u.min(1.0) };
+        let d = ks_statistic_with(&[0.5, 0.5, 0.5, 0.75], atom, atom_left);
+        assert!((d - 0.25).abs() < 1e-12, "{d}");
+        // The same samples against the backoff CDF U(0.5, 1): three at its lower end.
         let d = ks_statistic_with(
             &[0.5, 0.5, 0.5, 0.75],
-            |u| floor_uniform_cdf(u, f),
-            |u| floor_uniform_cdf_left(u, f),
+            |u| backoff_cdf(u, 0.5),
+            |u| backoff_cdf_left(u, 0.5),
         );
-        assert!((d - 0.25).abs() < 1e-12, "{d}");
+        assert!((d - 0.75).abs() < 1e-12, "{d}");
         assert_eq!(ks_statistic(&[], uniform_cdf), 0.0);
     }
 }

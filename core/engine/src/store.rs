@@ -38,6 +38,13 @@ pub struct Memo {
     /// A retry-after deadline, wall-clock ms since the UNIX epoch (READY-2).
     #[serde(default)]
     pub retry_after_unix_ms: Option<u64>,
+    /// The client id of generated publish keys (OUTBOX-1), once one was used.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Publish-key counters up to this value may have been used: a restart continues after
+    /// it (OUTBOX-1).
+    #[serde(default)]
+    pub keys_reserved: u64,
 }
 
 /// Durable storage for the outbox and the memo. Calls are synchronous and must be
@@ -150,6 +157,24 @@ mod tests {
         assert_eq!(again.load_memo().unwrap(), Some(Memo::default()));
         shared.lock().unwrap().fail_writes = true;
         assert!(again.append(&record("c")).is_err());
+    }
+
+    #[test]
+    fn outbox_1_memo_without_key_fields_still_loads() {
+        let old: Memo = serde_json::from_str(
+            r#"{"policy":null,"transports":{"https://x/t":"sse"},"retry_after_unix_ms":5}"#,
+        )
+        .unwrap();
+        assert_eq!(old.client_id, None);
+        assert_eq!(old.keys_reserved, 0);
+        assert_eq!(old.retry_after_unix_ms, Some(5));
+        let new = Memo {
+            client_id: Some("abc".into()),
+            keys_reserved: 2_000,
+            ..old
+        };
+        let back: Memo = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
     }
 
     #[test]

@@ -241,7 +241,9 @@ fn net_2_online_schedules_within_base_attempt_reset() {
         let (attempt, d, cause) = s.scheduled().last().cloned().expect("scheduled");
         assert_eq!(attempt, 0, "attempt counter reset");
         assert_eq!(cause, Cause::NetworkOnline);
-        assert!(d <= secs(1), "U(0, base): {d:?}");
+        // The n = 0 backoff draw U(floor, base): never sooner than the floor (with U(0, base)
+        // a tenth of the fleet came back within 100 ms of the network).
+        assert!(d >= ms(100) && d <= secs(1), "U(floor, base): {d:?}");
         let back = s.now;
         let c = s.step_to_open().conn;
         assert!((s.now - back).abs_diff(d) < std::time::Duration::from_micros(1));
@@ -308,6 +310,36 @@ fn net_3_changed_on_long_poll_keeps_polling_on_new_connection() {
     s.frames(cand.conn, &[msg("a", 2)]);
     assert_eq!(s.polls(cand.conn).len(), 2);
     assert_eq!(s.delivered("a"), vec![1, 2]);
+}
+
+#[test]
+fn net_2_changed_while_waiting_reschedules_with_the_first_retry_draw() {
+    // A long wait (attempt 6: ceiling 30 s) and a network change: the attempt moves to the
+    // n = 0 draw U(floor, base) when that is sooner, with the counter reset.
+    let mut moved = 0;
+    for seed in 0..100 {
+        let mut cfg = config();
+        cfg.seed = seed;
+        let mut s = Sim::new(cfg);
+        s.connect();
+        for _ in 0..6 {
+            let c = s.last_open().conn;
+            s.unreachable(c);
+            s.step_to_open();
+        }
+        let c = s.last_open().conn;
+        s.unreachable(c);
+        let before = s.scheduled().len();
+        s.network(Network::Changed);
+        let sched = s.scheduled();
+        if sched.len() > before {
+            moved += 1;
+            let (attempt, d, cause) = sched.last().cloned().expect("scheduled");
+            assert_eq!((attempt, cause), (0, Cause::NetworkOnline));
+            assert!(d >= ms(100) && d <= secs(1), "U(floor, base): {d:?}");
+        }
+    }
+    assert!(moved > 90, "{moved} of 100 waits moved earlier");
 }
 
 #[test]

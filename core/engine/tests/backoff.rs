@@ -142,14 +142,15 @@ fn backoff_5_drop_after_hello_schedules_n0_jittered_never_immediate() {
         assert!(s.opens().len() == 1, "no attempt before the delay");
         delays.push(d.as_secs_f64());
     }
-    // Spread over [0, base]: every tenth of the window gets some clients (above the floor).
-    for decile in 1..10 {
-        let lo = decile as f64 / 10.0;
+    // Spread uniformly over [floor, base]: every tenth of [0.1 s, 1 s] gets about 30 of the
+    // 300 clients, the lowest tenth too (no pile of clients on the floor).
+    for decile in 0..10 {
+        let lo = 0.1 + 0.09 * decile as f64;
         let n = delays
             .iter()
-            .filter(|d| **d >= lo && **d < lo + 0.1)
+            .filter(|d| **d >= lo && **d < lo + 0.09)
             .count();
-        assert!(n > 5, "decile {decile} has {n} of 300");
+        assert!((10..60).contains(&n), "tenth {decile} has {n} of 300");
     }
 }
 

@@ -1,6 +1,7 @@
 //! Statistical checks of BACKOFF-1 / BACKOFF-5 / BACKOFF-7: hard bounds, Kolmogorov-Smirnov
-//! goodness of fit against the exact distribution of `max(floor, U(0, min(cap, base·mult^n)))`,
-//! negative controls that the same test rejects, and seed dispersion.
+//! goodness of fit against the exact distribution of `U(floor, max(floor, min(cap, base·mult^n)))`,
+//! negative controls that the same test rejects (among them the earlier draw with an atom at
+//! the floor, `max(floor, U(0, c))`), and seed dispersion.
 
 mod support;
 
@@ -9,8 +10,7 @@ use support::*;
 use tether_engine::backoff::{ceiling, delay};
 use tether_engine::rng::Rng;
 use tether_engine::stats::{
-    floor_uniform_cdf, floor_uniform_cdf_left, ks_critical_d, ks_p_value, ks_rejects,
-    ks_statistic_with,
+    backoff_cdf, backoff_cdf_left, ks_critical_d, ks_p_value, ks_rejects, ks_statistic_with,
 };
 use tether_engine::Policy;
 
@@ -31,22 +31,13 @@ fn normalise(p: &Policy, n: u32, delays: &[Duration]) -> (Vec<f64>, f64) {
 
 fn ks(p: &Policy, n: u32, delays: &[Duration]) -> (f64, f64) {
     let (u, f) = normalise(p, n, delays);
-    let d = ks_statistic_with(
-        &u,
-        |x| floor_uniform_cdf(x, f),
-        |x| floor_uniform_cdf_left(x, f),
-    );
+    let d = ks_statistic_with(&u, |x| backoff_cdf(x, f), |x| backoff_cdf_left(x, f));
     (d, ks_p_value(d, u.len()))
 }
 
 fn rejected(p: &Policy, n: u32, delays: &[Duration]) -> bool {
     let (u, f) = normalise(p, n, delays);
-    ks_rejects(
-        &u,
-        |x| floor_uniform_cdf(x, f),
-        |x| floor_uniform_cdf_left(x, f),
-        ALPHA,
-    )
+    ks_rejects(&u, |x| backoff_cdf(x, f), |x| backoff_cdf_left(x, f), ALPHA)
 }
 
 fn assert_hard_bounds(p: &Policy, n: u32, delays: &[Duration]) {
@@ -143,7 +134,7 @@ fn backoff_1_stats_engine_end_to_end_fit_exact_cdf() {
 
 #[test]
 fn backoff_5_stats_drop_after_hello_spreads_over_base() {
-    // N clients dropped together: their first reconnects follow max(floor, U(0, base)).
+    // N clients dropped together: their first reconnects follow U(floor, base).
     let p = Policy::default();
     let mut ds = Vec::new();
     for seed in 0..1_000 {
@@ -181,10 +172,11 @@ fn backoff_1_stats_negative_controls_are_rejected() {
             rejected(&p, n, &equal),
             "equal jitter at level {n} must be rejected"
         );
-        // Cap after jitter: min(cap, U(0, base·mult^n)). Identical to full jitter while the
+        // Cap after jitter: min(cap, U(floor, base·mult^n)). Identical to full jitter while the
         // cap does not bind (levels 0..=4 with the defaults), so only rejectable above.
+        let floor = p.floor.as_secs_f64();
         let cap_after: Vec<Duration> = (0..DRAWS)
-            .map(|_| Duration::from_secs_f64((grown * rng.next_f64()).min(cap)).max(p.floor))
+            .map(|_| Duration::from_secs_f64((floor + (grown - floor) * rng.next_f64()).min(cap)))
             .collect();
         if grown > cap * 1.5 {
             assert!(
@@ -215,11 +207,56 @@ fn backoff_7_stats_seeds_disperse_and_reproduce() {
             }
         }
     }
-    // Only floor hits can coincide (level 0: P(U < 0.1) = 10%, both at the floor = 1%;
-    // above level 0 the floor is rarer), so fewer than 1% of the pairs overall.
-    assert!(same * 100 < total, "{same} of {total} identical delays");
-    // Draws of one engine at level n are independent of another's, and at levels where the
-    // floor is negligible no two are equal at all.
-    let equal_high = a[8].iter().zip(&c[8]).filter(|(x, y)| x == y).count();
-    assert_eq!(equal_high, 0);
+    // The draw has no atom (BACKOFF-1), so two engines never draw the same delay: with the
+    // old floor clamp 1% of the level-0 pairs met on the floor.
+    assert_eq!(same, 0, "{same} of {total} identical delays");
+}
+
+/// The draw used before BACKOFF-1 put the floor inside the interval: `max(floor, U(0, c))`.
+/// Kept only here, as the negative control the KS test must now reject.
+fn floor_atom(p: &Policy, n: u32, rng: &mut Rng) -> Duration {
+    Duration::from_secs_f64(ceiling(p, n).as_secs_f64() * rng.next_f64()).max(p.floor)
+}
+
+#[test]
+fn backoff_1_stats_floor_atom_draw_is_rejected() {
+    // Its KS distance to U(f, 1) is f = floor / ceiling: 0.1 at level 0 and 0.05 at level 1
+    // with the defaults, far above the critical distance of 20,000 draws (about 0.019).
+    let p = Policy::default();
+    let mut rng = Rng::new(21);
+    for n in 0..=1 {
+        let old: Vec<Duration> = (0..20_000).map(|_| floor_atom(&p, n, &mut rng)).collect();
+        assert!(
+            rejected(&p, n, &old),
+            "the floor atom at level {n} must be rejected"
+        );
+        let (d, _) = ks(&p, n, &old);
+        let f = p.floor.as_secs_f64() / ceiling(&p, n).as_secs_f64();
+        assert!((d - f).abs() < 0.01, "D = {d}, f = {f}");
+        let new: Vec<Duration> = (0..20_000).map(|_| delay(&p, n, &mut rng)).collect();
+        assert!(!rejected(&p, n, &new), "level {n}");
+    }
+    // The usual 2,000 draws suffice where the floor is a large part of the ceiling.
+    let heavy = Policy {
+        floor: Duration::from_millis(500),
+        ..Policy::default()
+    };
+    let old: Vec<Duration> = (0..DRAWS)
+        .map(|_| floor_atom(&heavy, 0, &mut rng))
+        .collect();
+    assert!(rejected(&heavy, 0, &old));
+    assert!(!rejected(&heavy, 0, &direct(&heavy, 0, 4)));
+}
+
+#[test]
+fn backoff_1_no_delay_sits_on_the_floor() {
+    // A fleet of engines, every level: not one delay equals the floor (with the clamp, a
+    // tenth of the level-0 delays did).
+    let p = Policy::default();
+    let levels = fleet_delays(0..1_000);
+    let on_floor: usize = levels
+        .iter()
+        .map(|ds| ds.iter().filter(|d| **d == p.floor).count())
+        .sum();
+    assert_eq!(on_floor, 0, "{on_floor} delays exactly at the floor");
 }

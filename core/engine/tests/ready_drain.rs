@@ -180,12 +180,32 @@ fn ready_4_ready_answer_shortens_the_wait() {
         },
     );
     match s.state() {
-        State::Reconnecting { delay: Some(d), .. } => assert!(within(d, ms(100), secs(2))),
+        State::Reconnecting {
+            delay: Some(d),
+            cause,
+            ..
+        } => {
+            assert!(within(d, ms(100), secs(2)));
+            assert_eq!(cause, Cause::Ready, "the probe moved it, not backoff");
+        }
         other => panic!("{other:?}"),
     }
+    let (_, d, cause) = s.scheduled().last().cloned().expect("rescheduled");
+    assert_eq!(cause, Cause::Ready);
+    assert_eq!(cause.as_str(), "ready");
+    assert!(within(d, ms(100), secs(2)));
+    let (_, _, moved) = s.transitions().last().cloned().expect("transition");
+    assert_eq!(moved, Cause::Ready, "STATE-2: Reconnecting{{cause: ready}}");
     s.step_to_open();
     assert!(within(s.now - answered, ms(100), secs(2)));
     assert!(s.now < at);
+    let (_, to, start) = s.transitions().last().cloned().expect("transition");
+    assert!(matches!(to, State::Connecting { .. }), "{to:?}");
+    assert_eq!(
+        start,
+        Cause::Ready,
+        "the attempt it starts carries the cause"
+    );
     // A ready window later than the schedule never delays it.
     let (mut s, _b, at) = long_wait(4);
     assert!(s.step_until(10, |s| !s.probes().is_empty()));

@@ -473,6 +473,9 @@ fn sse_5_id_persists_across_events() {
     );
 }
 
+/// The parser follows WHATWG: an empty `id:` resets the last event ID, reported as an event
+/// with `id_set` and an empty `last_event_id`. The engine tells that apart from "no id" and
+/// keeps its resume cursor (SSE-5 b, tests/sse_engine.rs).
 #[test]
 fn sse_5_id_empty_id_resets() {
     check(
@@ -481,6 +484,25 @@ fn sse_5_id_empty_id_resets() {
             ev("message", "a", "7", true),
             ev("message", "b", "", true),
             ev("message", "c", "", false),
+        ],
+    );
+}
+
+/// The parser knows nothing of frames: an event whose data is not a valid frame reports its
+/// id like any other; the engine ignores it with the frame (SSE-5 a).
+#[test]
+fn sse_5_id_reported_whatever_the_data() {
+    check(
+        b"id: x1
+data: {oops
+
+id: x2
+data: {\"type\":\"future\"}
+
+",
+        &[
+            ev("message", "{oops", "x1", true),
+            ev("message", "{\"type\":\"future\"}", "x2", true),
         ],
     );
 }

@@ -195,3 +195,109 @@ fn sse_9_chunking_does_not_change_the_outcome() {
     assert_eq!(whole.0, vec![1, 2]);
     assert_eq!(whole.2, State::Connected { transport: Sse });
 }
+
+fn msg_with_id(id: &str, seq: u64) -> String {
+    format!("id: {id}\n{}\n\n", msg_line(seq))
+}
+
+#[test]
+fn sse_5_id_of_an_event_that_is_not_a_valid_frame_leaves_the_cursor() {
+    let (mut s, c) = sse_sim();
+    feed(
+        &mut s,
+        c,
+        format!("{HELLO}\n\n{SUB}\n\n{}", msg_with_id("m1", 1)).as_bytes(),
+    );
+    assert_eq!(s.engine.cursor(), Some("m1"));
+    // Malformed (a mistyped seq, then not JSON at all), of an unknown type, frames without a
+    // position, and a block without data: none of their ids is a position the client has.
+    feed(
+        &mut s,
+        c,
+        b"id: bad\ndata: {\"type\":\"msg\",\"channel\":\"a\",\"seq\":\"two\",\"data\":2}\n\n\
+          id: not-json\ndata: {oops\n\n\
+          id: future\ndata: {\"type\":\"future_frame\",\"seq\":9}\n\n\
+          id: pong\ndata: {\"type\":\"pong\"}\n\n\
+          id: ack\ndata: {\"type\":\"ack\",\"id\":\"unknown\"}\n\n\
+          id: dataless\n\n",
+    );
+    assert_eq!(s.count_errors(ErrorCode::FrameMalformed), 2);
+    assert_eq!(s.engine.cursor(), Some("m1"));
+    // The WHATWG last event ID is now "dataless" and persists into the next event, but only
+    // an event's own `id:` is offered to its frame.
+    feed(&mut s, c, format!("{}\n\n", msg_line(2)).as_bytes());
+    assert_eq!(s.delivered("a"), vec![1, 2]);
+    assert_eq!(s.engine.cursor(), Some("m1"));
+    s.closed(c, None, "eof");
+    assert_eq!(
+        s.step_to_open().cursor.as_deref(),
+        Some("m1"),
+        "the reconnect resumes after the last frame processed"
+    );
+}
+
+#[test]
+fn sse_5_empty_id_never_clears_the_cursor() {
+    let (mut s, c) = sse_sim();
+    feed(
+        &mut s,
+        c,
+        format!("{HELLO}\n\n{SUB}\n\n{}", msg_with_id("m1", 1)).as_bytes(),
+    );
+    // `id:` and a bare `id` reset the WHATWG last event ID; the messages are delivered and
+    // the resume cursor stays.
+    feed(
+        &mut s,
+        c,
+        format!("id:\n{}\n\nid\n{}\n\n", msg_line(2), msg_line(3)).as_bytes(),
+    );
+    assert_eq!(s.delivered("a"), vec![1, 2, 3]);
+    assert_eq!(s.engine.cursor(), Some("m1"));
+    s.closed(c, None, "eof");
+    let open = s.step_to_open();
+    assert_eq!(
+        open.cursor.as_deref(),
+        Some("m1"),
+        "Last-Event-ID is still sent: the history after m1 is replayed, not lost"
+    );
+    // A non-empty id on a processed frame is taken again.
+    s.opened(open.conn);
+    feed(
+        &mut s,
+        open.conn,
+        format!("{HELLO}\n\n{}", msg_with_id("m4", 4)).as_bytes(),
+    );
+    assert_eq!(s.engine.cursor(), Some("m4"));
+}
+
+#[test]
+fn resume_2_sse_ids_of_duplicates_and_held_messages() {
+    let (mut s, c) = sse_sim();
+    feed(
+        &mut s,
+        c,
+        format!(
+            "{HELLO}\n\n{SUB}\n\n{}{}",
+            msg_with_id("m1", 1),
+            msg_with_id("m2", 2)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(s.engine.cursor(), Some("m2"));
+    // A replayed duplicate carries an older position: the cursor does not move back.
+    feed(&mut s, c, msg_with_id("m1", 1).as_bytes());
+    assert_eq!(s.engine.cursor(), Some("m2"));
+    // After a gap the message is held with its id; the cursor moves when it is delivered.
+    feed(&mut s, c, msg_with_id("m4", 4).as_bytes());
+    assert_eq!(s.engine.cursor(), Some("m2"));
+    feed(&mut s, c, msg_with_id("m3", 3).as_bytes());
+    assert_eq!(s.delivered("a"), vec![1, 2, 3, 4]);
+    assert_eq!(s.engine.cursor(), Some("m4"));
+    // A frame's own cursor wins over the event's id.
+    feed(
+        &mut s,
+        c,
+        b"id: from-id\ndata: {\"type\":\"msg\",\"channel\":\"a\",\"seq\":5,\"cursor\":\"from-frame\",\"data\":5}\n\n",
+    );
+    assert_eq!(s.engine.cursor(), Some("from-frame"));
+}

@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// SSE-5: the cursor an event's `id:` offers to the frame in its data, if any.
+///
+/// Only the event's own `id:` line counts (an id persisted from an earlier event adds
+/// nothing the cursor does not already hold), and an empty one offers nothing: WHATWG resets
+/// the last event ID on it, but clearing the resume cursor would make the next reconnect
+/// start from the head and lose the history in between (SSE-5 b). The offer is taken only
+/// by a frame that is processed, by that frame's own rules (`on_frame`): an event whose data
+/// is malformed or of an unknown type, a frame without a position and a duplicate `msg`
+/// drop it (SSE-5 a, RESUME-2).
+fn offered_cursor(ev: &SseEvent) -> Option<String> {
+    (ev.id_set && !ev.last_event_id.is_empty()).then(|| ev.last_event_id.clone())
+}
+
 impl Engine {
     pub(super) fn on_sse_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         let mut items = Vec::new();
@@ -20,13 +33,8 @@ impl Engine {
             };
             match item {
                 SseItem::Event(ev) => {
-                    let id = if ev.id_set && !ev.last_event_id.is_empty() {
-                        Some(ev.last_event_id)
-                    } else {
-                        None
-                    };
                     let decoded = ServerFrame::decode(&ev.data, self.config.max_frame_bytes);
-                    self.on_decoded(now, role, decoded, id);
+                    self.on_decoded(now, role, decoded, offered_cursor(&ev));
                 }
                 SseItem::Retry(ms) => {
                     let r = Duration::from_millis(ms)

@@ -103,10 +103,7 @@ impl Engine {
         let data = data.to_string();
         let id = match id {
             Some(id) => id,
-            None => {
-                self.publish_counter += 1;
-                format!("{}-{}", self.client_id, self.publish_counter)
-            }
+            None => self.next_key()?,
         };
         let record = OutboxRecord {
             id: id.clone(),
@@ -133,6 +130,21 @@ impl Engine {
         }
         self.flush_outbox(now);
         Ok(id)
+    }
+
+    /// OUTBOX-1: the next generated key. When it starts a new counter block, the block is
+    /// reserved in the memo first; a memo that cannot be saved refuses the publish
+    /// (`store_failed`) and the key is never used.
+    fn next_key(&mut self) -> Result<String, CallError> {
+        match self.keys.next(&self.memo) {
+            NextKey::Ready(key) => Ok(key),
+            NextKey::Reserve { key, memo } => {
+                self.outbox.store_mut().save_memo(&memo)?;
+                self.keys.reserved(&memo);
+                self.memo = *memo;
+                Ok(key)
+            }
+        }
     }
 
     /// The host's view of connectivity changed (NET-1..3).
@@ -163,7 +175,8 @@ impl Engine {
                 let was_offline = core::mem::replace(&mut self.offline, false);
                 if was_offline && matches!(self.wait, Wait::Network) {
                     self.reset_streak();
-                    let d = self.rng.duration_between(Duration::ZERO, self.policy.base);
+                    // NET-2: the n = 0 backoff draw, U(floor, base), like a first retry.
+                    let d = backoff::delay(&self.policy, 0, &mut self.rng);
                     self.schedule_plain(now, d, Cause::NetworkOnline);
                 }
             }
@@ -173,7 +186,7 @@ impl Engine {
                 }
                 match &self.wait {
                     Wait::Retry { at, .. } => {
-                        let d = self.rng.duration_between(Duration::ZERO, self.policy.base);
+                        let d = backoff::delay(&self.policy, 0, &mut self.rng);
                         if now + d < *at {
                             self.reset_streak();
                             self.schedule_plain(now, d, Cause::NetworkOnline);
@@ -246,23 +259,24 @@ impl Engine {
                     .rng
                     .duration_between(Duration::from_millis(lo), Duration::from_millis(hi));
                 if now + d < at {
+                    // READY-4: the attempt moves earlier because of the probe: its own cause.
                     self.wait = Wait::Retry {
                         at: now + d,
-                        cause: Cause::Backoff,
+                        cause: Cause::Ready,
                     };
                     let attempt = self.retries;
                     self.events.push_back(Event::ReconnectScheduled {
                         attempt,
                         delay: d,
-                        cause: Cause::Backoff,
+                        cause: Cause::Ready,
                     });
                     self.set_state(
                         State::Reconnecting {
                             attempt,
                             delay: Some(d),
-                            cause: Cause::Backoff,
+                            cause: Cause::Ready,
                         },
-                        Cause::Backoff,
+                        Cause::Ready,
                     );
                 }
                 self.probe_at = None;

@@ -11,12 +11,13 @@ use crate::backoff;
 use crate::error::{CallError, ErrorCode, FrameError};
 use crate::event::{Event, FallbackReason, ResetReason};
 use crate::frame::{valid_channel, ClientFrame, ServerFrame, MAX_CURSOR_BYTES, PROTOCOL_VERSION};
+use crate::keys::{Keys, NextKey};
 use crate::ladder::{Ladder, Step};
 use crate::order::{ChannelOrder, Delivery, Outcome};
 use crate::outbox::Outbox;
 use crate::policy::{DropPolicy, Policy, PolicyWire};
 use crate::rng::Rng;
-use crate::sse::{SseItem, SseLimits, SseParser};
+use crate::sse::{SseEvent, SseItem, SseLimits, SseParser};
 use crate::state::{Cause, State};
 use crate::store::{Memo, OutboxRecord, Store};
 use crate::time::Instant;
@@ -60,6 +61,11 @@ pub struct Config {
     pub auth: bool,
     /// Seed of the engine's random generator (BACKOFF-7).
     pub seed: u64,
+    /// 64 bits of OS entropy from the host for the client id of publish keys (OUTBOX-1);
+    /// never derived from `seed`. Used only when the memo holds no client id yet. `None`
+    /// falls back to the wall clock, a process-wide count and the seed (unique within a
+    /// process, not guaranteed between devices): hosts should always supply it.
+    pub id_entropy: Option<u64>,
 }
 
 impl Config {
@@ -73,6 +79,7 @@ impl Config {
             max_frame_bytes: Policy::default().max_frame_bytes,
             auth: false,
             seed: 0,
+            id_entropy: None,
         }
     }
 }
@@ -197,8 +204,7 @@ pub struct Engine {
     cursor: Option<String>,
     channels: BTreeMap<String, ChannelOrder>,
     resend_at: Option<Instant>,
-    client_id: String,
-    publish_counter: u64,
+    keys: Keys,
     now0: Instant,
     wall0_unix_ms: u64,
     actions: VecDeque<Action>,
@@ -224,8 +230,7 @@ impl Engine {
         now: Instant,
         wall_unix_ms: u64,
     ) -> Engine {
-        let mut rng = Rng::new(config.seed);
-        let client_id = rng.hex_id();
+        let rng = Rng::new(config.seed);
         let (mut outbox, restored) = Outbox::restore(store);
         let memo = outbox.store_mut().load_memo();
         let mut events = VecDeque::new();
@@ -245,6 +250,7 @@ impl Engine {
                 Memo::default()
             }
         };
+        let keys = Keys::restore(&memo, config.id_entropy, config.seed, wall_unix_ms);
         let mut ladder = Ladder::new(&config.transports);
         if let Some(t) = memo.transports.get(&config.endpoint) {
             ladder.remember(*t);
@@ -276,8 +282,7 @@ impl Engine {
             cursor: None,
             channels: BTreeMap::new(),
             resend_at: None,
-            client_id,
-            publish_counter: 0,
+            keys,
             now0: now,
             wall0_unix_ms: wall_unix_ms,
             actions: VecDeque::new(),
