@@ -62,6 +62,11 @@ pub(crate) async fn accept_loop(
             },
             _ => {}
         }
+        shared.listen_applied.send_if_modified(|applied| {
+            let changed = *applied != mode;
+            *applied = mode;
+            changed
+        });
         let Some(l) = &listener else {
             tokio::select! {
                 _ = listen_rx.changed() => {}

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub kill: watch::Sender<u64>,
     pub shutdown: watch::Sender<bool>,
     pub listen: watch::Sender<ListenMode>,
+    /// The mode the accept loop has put into effect (it follows `listen` asynchronously).
+    pub listen_applied: watch::Sender<ListenMode>,
     pub lp_followups: Mutex<VecDeque<LpFollowup>>,
 }
 
@@ -265,6 +267,7 @@ impl ServerState {
             kill: watch::channel(0).0,
             shutdown: watch::channel(false).0,
             listen: watch::channel(ListenMode::Listening).0,
+            listen_applied: watch::channel(ListenMode::Listening).0,
             lp_followups: Mutex::new(VecDeque::new()),
             cfg: config,
         };
@@ -389,6 +392,21 @@ impl ServerState {
     /// Reopen the listening socket on the same address.
     pub fn resume_listening(&self) {
         self.shared.listen.send_replace(ListenMode::Listening);
+    }
+
+    /// Wait until the accept loop has put the requested listen mode into effect
+    /// ([`stop_listening`](Self::stop_listening) and
+    /// [`resume_listening`](Self::resume_listening) take effect asynchronously).
+    pub async fn listener_settled(&self) {
+        let mut applied = self.shared.listen_applied.subscribe();
+        loop {
+            if *applied.borrow_and_update() == *self.shared.listen.borrow() {
+                return;
+            }
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Accept `token` (when tokens are required).

@@ -121,6 +121,8 @@ async fn run() -> Result<(), CliError> {
     let cli = parse_args(std::env::args().skip(1).collect())?;
     let server = Server::start(cli.config).await?;
     server.set_faults(cli.faults);
+    // Startup actions (e.g. `stop_listening`) are in force before the endpoint is announced.
+    server.state().listener_settled().await;
     println!(
         "tether-server listening on {} (server_id {})",
         server.endpoint_url(),
