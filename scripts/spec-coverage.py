@@ -18,8 +18,8 @@ for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(path, root)
         if f.endswith(".rs"):
             text = open(path, encoding="utf-8", errors="replace").read()
-            # Only test functions count: names after #[test]/#[tokio::test]/proptest.
-            for m in re.finditer(r"#\[(?:tokio::)?test[^\]]*\][^{]*?fn\s+([a-z0-9_]+)|proptest!\s*\{[^}]*?fn\s+([a-z0-9_]+)", text, re.S):
+            # Only test functions count: names after #[test]/#[tokio::test]/#[wasm_bindgen_test]/proptest.
+            for m in re.finditer(r"#\[(?:tokio::|wasm_bindgen_test::)?(?:test|wasm_bindgen_test)[^\]]*\][^{]*?fn\s+([a-z0-9_]+)|proptest!\s*\{[^}]*?fn\s+([a-z0-9_]+)", text, re.S):
                 name = m.group(1) or m.group(2)
                 for i in ids:
                     p = i.lower().replace("-", "_")

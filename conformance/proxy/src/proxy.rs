@@ -1,13 +1,14 @@
-//! The proxy: a loopback listener forwarding every accepted connection to one upstream under a live script, with counters.
+//! The proxy: a loopback listener forwarding every accepted connection to one upstream under a live script, with counters, an event log and cuts on demand.
 
+use crate::events::{EventLog, ProxyEvent};
 use crate::pipe;
-use crate::script::{Direction, Script};
+use crate::script::{Cut, Direction, Script};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// What a proxy has seen so far.
@@ -18,8 +19,21 @@ pub struct Stats {
     pub accepted: u64,
     /// Connections still being served.
     pub open: u64,
-    /// Connections blackholed by [`Fault::IdleKill`](crate::Fault::IdleKill).
+    /// Connections blackholed ([`Fault::IdleKill`](crate::Fault::IdleKill),
+    /// [`Fault::Blackhole`](crate::Fault::Blackhole), [`Cut::Blackhole`]).
     pub blackholed: u64,
+    /// Connections reset ([`Fault::Reset`](crate::Fault::Reset), [`Cut::Reset`]).
+    pub resets: u64,
+    /// Connections FIN-closed ([`Fault::Fin`](crate::Fault::Fin), [`Cut::Fin`]).
+    pub fins: u64,
+    /// Upgrade requests the proxy answered itself ([`Fault::RefuseUpgrade`](crate::Fault::RefuseUpgrade)).
+    pub upgrades_refused: u64,
+    /// Upgrade requests forwarded stripped ([`Fault::StripUpgrade`](crate::Fault::StripUpgrade)).
+    pub upgrades_stripped: u64,
+    /// Responses held until complete ([`Fault::Buffer`](crate::Fault::Buffer)).
+    pub responses_buffered: u64,
+    /// Connections the upstream refused (server down).
+    pub upstream_refused: u64,
     /// Bytes read from clients (whether forwarded or discarded).
     pub bytes_up: u64,
     /// Bytes read from the upstream (whether forwarded or discarded).
@@ -32,11 +46,21 @@ pub(crate) struct Counters {
     pub accepted: AtomicU64,
     pub open: AtomicU64,
     pub blackholed: AtomicU64,
+    pub resets: AtomicU64,
+    pub fins: AtomicU64,
+    pub upgrades_refused: AtomicU64,
+    pub upgrades_stripped: AtomicU64,
+    pub responses_buffered: AtomicU64,
+    pub upstream_refused: AtomicU64,
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
 }
 
 impl Counters {
+    pub(crate) fn add(&self, c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn add_bytes(&self, dir: Direction, n: usize) {
         let c = match dir {
             Direction::Up => &self.bytes_up,
@@ -46,14 +70,39 @@ impl Counters {
     }
 
     fn snapshot(&self) -> Stats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
-            accepted: self.accepted.load(Ordering::Relaxed),
-            open: self.open.load(Ordering::Relaxed),
-            blackholed: self.blackholed.load(Ordering::Relaxed),
-            bytes_up: self.bytes_up.load(Ordering::Relaxed),
-            bytes_down: self.bytes_down.load(Ordering::Relaxed),
+            accepted: g(&self.accepted),
+            open: g(&self.open),
+            blackholed: g(&self.blackholed),
+            resets: g(&self.resets),
+            fins: g(&self.fins),
+            upgrades_refused: g(&self.upgrades_refused),
+            upgrades_stripped: g(&self.upgrades_stripped),
+            responses_buffered: g(&self.responses_buffered),
+            upstream_refused: g(&self.upstream_refused),
+            bytes_up: g(&self.bytes_up),
+            bytes_down: g(&self.bytes_down),
         }
     }
+}
+
+/// The script as every connection reads it: a version (bumped by each
+/// [`FaultProxy::set_script`]) and the instant it was set, from which time triggers count.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub version: u64,
+    pub set_at: tokio::time::Instant,
+    pub script: Script,
+}
+
+/// What the accept loop and every connection share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub counters: Counters,
+    pub events: EventLog,
+    /// [`FaultProxy::cut_all`]: every open connection listens.
+    pub cuts: broadcast::Sender<Cut>,
 }
 
 /// A running fault proxy. Dropping it (or [`FaultProxy::shutdown`]) stops the listener and
@@ -62,8 +111,8 @@ impl Counters {
 pub struct FaultProxy {
     addr: SocketAddr,
     upstream: SocketAddr,
-    script: watch::Sender<Arc<Script>>,
-    counters: Arc<Counters>,
+    script: watch::Sender<Arc<Live>>,
+    shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -81,14 +130,22 @@ impl FaultProxy {
     ) -> io::Result<FaultProxy> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let (tx, rx) = watch::channel(Arc::new(script));
-        let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(accept_loop(listener, upstream, rx, counters.clone()));
+        let (tx, rx) = watch::channel(Arc::new(Live {
+            version: 0,
+            set_at: tokio::time::Instant::now(),
+            script,
+        }));
+        let shared = Arc::new(Shared {
+            counters: Counters::default(),
+            events: EventLog::default(),
+            cuts: broadcast::channel(64).0,
+        });
+        let task = tokio::spawn(accept_loop(listener, upstream, rx, shared.clone()));
         Ok(FaultProxy {
             addr,
             upstream,
             script: tx,
-            counters,
+            shared,
             task: Some(task),
         })
     }
@@ -104,19 +161,39 @@ impl FaultProxy {
     }
 
     /// Replace the script. It applies at once to every connection, open or new: rates and
-    /// delays from the next chunk on, the idle timer from its next check.
+    /// delays from the next chunk on, the idle timer from its next check, cut triggers
+    /// re-armed from now (a time trigger counts from the later of the connection's open and
+    /// this call; a byte trigger counts the bytes from this call on).
     pub fn set_script(&self, script: Script) {
-        self.script.send_replace(Arc::new(script));
+        self.script.send_modify(|live| {
+            *live = Arc::new(Live {
+                version: live.version + 1,
+                set_at: tokio::time::Instant::now(),
+                script,
+            });
+        });
     }
 
     /// The current script.
     pub fn script(&self) -> Script {
-        (**self.script.borrow()).clone()
+        self.script.borrow().script.clone()
+    }
+
+    /// Cut every connection open now (`Reset`, `Fin` or `Blackhole`), as a network event
+    /// at one instant: a router reboot, a cable pulled, a NAT table flushed. Connections
+    /// accepted later are not affected. Returns how many connections were told.
+    pub fn cut_all(&self, cut: Cut) -> usize {
+        self.shared.cuts.send(cut).unwrap_or(0)
     }
 
     /// Counters so far.
     pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
+        self.shared.counters.snapshot()
+    }
+
+    /// Everything the proxy saw and did, oldest first (the last 200,000 events).
+    pub fn events(&self) -> Vec<ProxyEvent> {
+        self.shared.events.snapshot()
     }
 
     /// Stop listening and end every connection (their sockets are dropped).
@@ -141,8 +218,8 @@ impl Drop for FaultProxy {
 async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
-    script: watch::Receiver<Arc<Script>>,
-    counters: Arc<Counters>,
+    script: watch::Receiver<Arc<Live>>,
+    shared: Arc<Shared>,
 ) {
     let mut conns = JoinSet::new();
     let mut next: u64 = 0;
@@ -151,15 +228,15 @@ async fn accept_loop(
             accepted = listener.accept() => {
                 let Ok((client, _)) = accepted else { continue };
                 next += 1;
-                counters.accepted.fetch_add(1, Ordering::Relaxed);
-                counters.open.fetch_add(1, Ordering::Relaxed);
-                let (script, counters) = (script.clone(), counters.clone());
+                shared.counters.add(&shared.counters.accepted);
+                shared.counters.add(&shared.counters.open);
+                let (script, shared) = (script.clone(), shared.clone());
                 let n = next;
                 // Created here so an aborted task (never polled) still gives its count back.
-                let guard = OpenGuard(counters.clone());
+                let guard = OpenGuard(shared.clone());
                 conns.spawn(async move {
                     let _guard = guard;
-                    pipe::serve(n, client, upstream, script, counters).await;
+                    pipe::serve(n, client, upstream, script, shared).await;
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -168,10 +245,10 @@ async fn accept_loop(
 }
 
 /// Counts a connection as open for as long as its task lives (aborted ones too).
-struct OpenGuard(Arc<Counters>);
+struct OpenGuard(Arc<Shared>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.counters.open.fetch_sub(1, Ordering::Relaxed);
     }
 }

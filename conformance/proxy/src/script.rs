@@ -27,12 +27,17 @@ impl Direction {
 }
 
 /// One fault. JSON shape: the fields and the fault's name under `"fault"`, e.g.
-/// `{"fault":"idle_kill","after_ms":1500}` or
-/// `{"fault":"bandwidth","bytes_per_sec":32768,"direction":"down"}`.
+/// `{"fault":"idle_kill","after_ms":1500}`,
+/// `{"fault":"bandwidth","bytes_per_sec":32768,"direction":"down"}` or
+/// `{"fault":"reset","after_bytes":2000,"jitter_bytes":3000}`.
 ///
-/// The catalogue grows by new variants (the enum is `#[non_exhaustive]`): a reset or FIN
-/// after N bytes, a blackhole at a given time, answering WebSocket upgrades itself,
-/// stripping `Upgrade`, holding a response until it ends like a buffering CDN.
+/// Byte-level faults act on every connection ([`Fault::Reset`], [`Fault::Fin`],
+/// [`Fault::Blackhole`], [`Fault::IdleKill`], [`Fault::Bandwidth`], [`Fault::Latency`]).
+/// HTTP-aware ones read just enough HTTP/1.1 to act like a proxy on the way: the first
+/// request of a connection for the WebSocket upgrade faults ([`Fault::RefuseUpgrade`],
+/// [`Fault::StripUpgrade`]: browsers and native stacks open a fresh connection for every
+/// upgrade), and response framing (`Content-Length`, chunked, until close) for
+/// [`Fault::Buffer`]. The enum is `#[non_exhaustive]`: it grows by variants.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -69,6 +74,167 @@ pub enum Fault {
         #[serde(default)]
         direction: Option<Direction>,
     },
+    /// Reset the connection (RST to both peers, as a pulled cable answered by a router, or
+    /// a crashed middlebox) when its [`Trigger`] fires: at a time, or after a number of
+    /// bytes in one direction, which cuts a frame, a chunk or an SSE line in the middle.
+    /// What is still queued in the proxy is discarded.
+    Reset(Trigger),
+    /// Close the connection cleanly (FIN to both peers, then the proxy reads and discards
+    /// until they close, so neither gets a RST) when its [`Trigger`] fires: a load balancer
+    /// ending a connection, mid-message when triggered by bytes.
+    Fin(Trigger),
+    /// Blackhole the connection when its [`Trigger`] fires: from then on nothing is
+    /// forwarded either way and both sockets stay open (half-open), as with
+    /// [`Fault::IdleKill`], but at a chosen time or byte count.
+    Blackhole(Trigger),
+    /// Answer WebSocket upgrade requests itself with `status` (403 or 400, an HTML body, no
+    /// `Tether-Error`), as a corporate proxy that blocks WebSocket does; the server never
+    /// sees them. Other requests pass.
+    RefuseUpgrade {
+        /// The status of the proxy's answer (default 403).
+        #[serde(default = "forbidden")]
+        status: u16,
+        /// Share of upgrade requests refused (seeded per connection; default 1: all).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        chance: f64,
+    },
+    /// Forward WebSocket upgrade requests without their hop-by-hop `Upgrade` and
+    /// `Connection` headers, as a proxy that does not know WebSocket does; the server sees
+    /// a plain GET (and answers `upgrade_required`).
+    StripUpgrade {
+        /// Share of upgrade requests stripped (seeded per connection; default 1: all).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        chance: f64,
+    },
+    /// Hold every HTTP response until it is complete (its `Content-Length`, its last chunk,
+    /// or the server closing), then pass it on at once, as a buffering CDN or anti-virus
+    /// gateway does: a long-poll answer arrives whole, an event stream never (its headers
+    /// included). After a `101 Switching Protocols` the connection passes unbuffered. A
+    /// response larger than `max_bytes` is passed on from there (bounded memory).
+    Buffer {
+        /// Largest response held (default 16 MiB).
+        #[serde(default = "buffer_max")]
+        max_bytes: usize,
+    },
+}
+
+/// How a connection is cut: the three ways a network ends a connection under a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cut {
+    /// RST to both peers.
+    Reset,
+    /// FIN to both peers.
+    Fin,
+    /// Nothing forwarded any more, sockets kept open.
+    Blackhole,
+}
+
+impl Cut {
+    /// Stable name (`reset`, `fin`, `blackhole`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Cut::Reset => "reset",
+            Cut::Fin => "fin",
+            Cut::Blackhole => "blackhole",
+        }
+    }
+}
+
+/// When a cut fires on a connection: `after_ms` (plus a seeded `U(0, jitter_ms)`) after the
+/// connection opened or the script carrying it was set, whichever is later, or once
+/// `after_bytes` (plus a seeded `U(0, jitter_bytes)`) were forwarded in `direction` since
+/// then; with both, whichever comes first. The extras and `chance` are drawn per connection
+/// from the script's seed, so a run replays exactly. JSON:
+/// `{"fault":"reset","after_bytes":1000,"jitter_bytes":4000,"direction":"down"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// Milliseconds after the connection opened (or the script was set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_ms: Option<u64>,
+    /// Extra random delay, uniform in `[0, jitter_ms]`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter_ms: u64,
+    /// Bytes forwarded in `direction` before the cut (the cut falls right after them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_bytes: Option<u64>,
+    /// Extra random bytes, uniform in `[0, jitter_bytes]`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter_bytes: u64,
+    /// The direction whose bytes count (default `down`).
+    #[serde(default = "down")]
+    pub direction: Direction,
+    /// Share of connections the fault applies to, drawn per connection (default 1: all).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub chance: f64,
+}
+
+impl Trigger {
+    /// Fire `after` the connection opened.
+    pub fn after(after: Duration) -> Trigger {
+        Trigger {
+            after_ms: Some(millis(after)),
+            ..Trigger::never()
+        }
+    }
+
+    /// Fire once `bytes` were forwarded in `direction`.
+    pub fn after_bytes(bytes: u64, direction: Direction) -> Trigger {
+        Trigger {
+            after_bytes: Some(bytes),
+            direction,
+            ..Trigger::never()
+        }
+    }
+
+    /// A trigger that never fires (no time, no byte count): the base of the builders.
+    pub fn never() -> Trigger {
+        Trigger {
+            after_ms: None,
+            jitter_ms: 0,
+            after_bytes: None,
+            jitter_bytes: 0,
+            direction: Direction::Down,
+            chance: 1.0,
+        }
+    }
+
+    /// Add a random extra delay, uniform in `[0, jitter]`.
+    pub fn jitter(mut self, jitter: Duration) -> Trigger {
+        self.jitter_ms = millis(jitter);
+        self
+    }
+
+    /// Add random extra bytes, uniform in `[0, bytes]`.
+    pub fn jitter_bytes(mut self, bytes: u64) -> Trigger {
+        self.jitter_bytes = bytes;
+        self
+    }
+
+    /// Apply to a share of the connections only.
+    pub fn chance(mut self, chance: f64) -> Trigger {
+        self.chance = chance;
+        self
+    }
+}
+
+fn forbidden() -> u16 {
+    403
+}
+fn one() -> f64 {
+    1.0
+}
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+fn is_zero(x: &u64) -> bool {
+    *x == 0
+}
+fn down() -> Direction {
+    Direction::Down
+}
+fn buffer_max() -> usize {
+    16 * 1024 * 1024
 }
 
 impl Fault {
@@ -78,6 +244,22 @@ impl Fault {
             Fault::IdleKill { .. } => "idle_kill",
             Fault::Bandwidth { .. } => "bandwidth",
             Fault::Latency { .. } => "latency",
+            Fault::Reset(_) => "reset",
+            Fault::Fin(_) => "fin",
+            Fault::Blackhole(_) => "blackhole",
+            Fault::RefuseUpgrade { .. } => "refuse_upgrade",
+            Fault::StripUpgrade { .. } => "strip_upgrade",
+            Fault::Buffer { .. } => "buffer",
+        }
+    }
+
+    /// The cut and its trigger, for [`Fault::Reset`], [`Fault::Fin`] and [`Fault::Blackhole`].
+    pub fn cut(&self) -> Option<(Cut, &Trigger)> {
+        match self {
+            Fault::Reset(t) => Some((Cut::Reset, t)),
+            Fault::Fin(t) => Some((Cut::Fin, t)),
+            Fault::Blackhole(t) => Some((Cut::Blackhole, t)),
+            _ => None,
         }
     }
 
@@ -146,6 +328,81 @@ impl Script {
             jitter_ms: millis(jitter),
             direction,
         })
+    }
+
+    /// Add [`Fault::Reset`].
+    pub fn reset(self, trigger: Trigger) -> Script {
+        self.with(Fault::Reset(trigger))
+    }
+
+    /// Add [`Fault::Fin`].
+    pub fn fin(self, trigger: Trigger) -> Script {
+        self.with(Fault::Fin(trigger))
+    }
+
+    /// Add [`Fault::Blackhole`].
+    pub fn blackhole(self, trigger: Trigger) -> Script {
+        self.with(Fault::Blackhole(trigger))
+    }
+
+    /// Add [`Fault::RefuseUpgrade`] (every upgrade request answered with `status`).
+    pub fn refuse_upgrade(self, status: u16) -> Script {
+        self.with(Fault::RefuseUpgrade {
+            status,
+            chance: 1.0,
+        })
+    }
+
+    /// Add [`Fault::StripUpgrade`] (every upgrade request stripped).
+    pub fn strip_upgrade(self) -> Script {
+        self.with(Fault::StripUpgrade { chance: 1.0 })
+    }
+
+    /// Add [`Fault::Buffer`] (16 MiB per response at most).
+    pub fn buffer(self) -> Script {
+        self.with(Fault::Buffer {
+            max_bytes: buffer_max(),
+        })
+    }
+
+    /// The cuts with their triggers, in script order.
+    pub fn cuts(&self) -> impl Iterator<Item = (Cut, &Trigger)> {
+        self.faults.iter().filter_map(Fault::cut)
+    }
+
+    /// True when a fault needs the first request of a connection before it is forwarded
+    /// (the upgrade faults).
+    pub fn reads_first_request(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| matches!(f, Fault::RefuseUpgrade { .. } | Fault::StripUpgrade { .. }))
+    }
+
+    /// The [`Fault::RefuseUpgrade`] status and chance, if any (the first one).
+    pub fn refused_upgrade(&self) -> Option<(u16, f64)> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::RefuseUpgrade { status, chance } => Some((*status, *chance)),
+            _ => None,
+        })
+    }
+
+    /// The [`Fault::StripUpgrade`] chance, if any.
+    pub fn stripped_upgrade(&self) -> Option<f64> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::StripUpgrade { chance } => Some(*chance),
+            _ => None,
+        })
+    }
+
+    /// The [`Fault::Buffer`] limit, if responses are buffered (the smallest one).
+    pub fn buffered(&self) -> Option<usize> {
+        self.faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::Buffer { max_bytes } => Some(*max_bytes),
+                _ => None,
+            })
+            .min()
     }
 
     /// The idle time after which connections are blackholed, if any.
@@ -223,6 +480,75 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, s);
         assert_eq!(s.faults[0].name(), "idle_kill");
+    }
+
+    #[test]
+    fn cut_and_http_faults_parse_with_their_defaults() {
+        let json = r#"{"seed":1,"faults":[
+            {"fault":"reset","after_bytes":2000,"jitter_bytes":3000},
+            {"fault":"fin","after_ms":500,"direction":"up","chance":0.5},
+            {"fault":"blackhole","after_ms":100,"jitter_ms":50},
+            {"fault":"refuse_upgrade"},
+            {"fault":"refuse_upgrade","status":400},
+            {"fault":"strip_upgrade"},
+            {"fault":"buffer"}
+        ]}"#;
+        let s: Script = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        let cuts: Vec<(Cut, Trigger)> = s.cuts().map(|(c, t)| (c, t.clone())).collect();
+        assert_eq!(
+            cuts,
+            vec![
+                (
+                    Cut::Reset,
+                    Trigger::after_bytes(2000, Direction::Down).jitter_bytes(3000)
+                ),
+                (
+                    Cut::Fin,
+                    Trigger {
+                        direction: Direction::Up,
+                        ..Trigger::after(Duration::from_millis(500)).chance(0.5)
+                    }
+                ),
+                (
+                    Cut::Blackhole,
+                    Trigger::after(Duration::from_millis(100)).jitter(Duration::from_millis(50))
+                ),
+            ]
+        );
+        assert_eq!(
+            s.refused_upgrade(),
+            Some((403, 1.0)),
+            "the first one, 403 by default"
+        );
+        assert_eq!(s.stripped_upgrade(), Some(1.0));
+        assert_eq!(s.buffered(), Some(16 * 1024 * 1024));
+        assert!(s.reads_first_request());
+        assert!(!Script::new().buffer().reads_first_request());
+        let names: Vec<&str> = s.faults.iter().map(Fault::name).collect();
+        assert_eq!(
+            names,
+            [
+                "reset",
+                "fin",
+                "blackhole",
+                "refuse_upgrade",
+                "refuse_upgrade",
+                "strip_upgrade",
+                "buffer"
+            ]
+        );
+        let back: Script = serde_json::from_str(&serde_json::to_string(&s).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, s);
+        let built = Script::new()
+            .seed(1)
+            .reset(Trigger::after_bytes(2000, Direction::Down).jitter_bytes(3000))
+            .refuse_upgrade(400)
+            .strip_upgrade()
+            .buffer();
+        assert_eq!(built.faults[1], s.faults[4]);
+        assert_eq!(built.faults[3], s.faults[6]);
+        assert!(serde_json::from_str::<Script>(r#"{"faults":[{"fault":"teleport"}]}"#).is_err());
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub struct Ctx<'a> {
     pub stderr: &'a str,
     /// Idempotency keys of the publishes the adapter accepted, in order.
     pub keys: &'a [String],
+    /// Cluster cases: every request the balancer served, in arrival order.
+    pub served: &'a [crate::cluster::balancer::Served],
+    /// Cases through the fault proxy: everything it saw, on the case clock.
+    pub net: &'a [crate::net::NetEvent],
+    /// The traffic's server-side publishes.
+    pub published: &'a [crate::traffic::Published],
 }
 
 /// A check's verdict: details explain it (the first one is the headline on failure).
@@ -82,7 +88,12 @@ impl Verdict {
 }
 
 /// Names of every check, for `list` and validation.
-pub const NAMES: [&str; 24] = [
+pub const NAMES: [&str; 29] = [
+    "stream_integrity",
+    "publish_accounting",
+    "attempt_spacing",
+    "net_fired",
+    "balancer",
     "event_gap",
     "log_intervals",
     "make_before_break",
@@ -136,14 +147,20 @@ pub fn run(spec: &CheckSpec, ctx: &Ctx) -> Result<Verdict, String> {
         "delays_compare" => Ok(delays_compare(params(spec)?, ctx)),
         "count" => Ok(count(params(spec)?, ctx)),
         "message_counts" => Ok(message_counts(params(spec)?, ctx)),
+        "balancer" => Ok(balancer(params(spec)?, ctx)),
         "field_range" => Ok(field_range(params(spec)?, ctx)),
         "event_gap" => Ok(event_gap(params(spec)?, ctx)),
         "log_intervals" => Ok(log_intervals(params(spec)?, ctx)),
         "make_before_break" => Ok(make_before_break(params(spec)?, ctx)),
+        "stream_integrity" => Ok(network::stream_integrity(params(spec)?, ctx)),
+        "publish_accounting" => Ok(network::publish_accounting(params(spec)?, ctx)),
+        "attempt_spacing" => Ok(network::attempt_spacing(params(spec)?, ctx)),
+        "net_fired" => Ok(network::net_fired(params(spec)?, ctx)),
         other => Err(format!("unknown check `{other}`")),
     }
 }
 
+mod network;
 #[cfg(test)]
 mod tests;
 
@@ -1794,4 +1811,156 @@ pub fn invariants(ctx: &Ctx) -> Vec<String> {
         prev = to;
     }
     out
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BalancerP {
+    /// Path suffixes counted (default: the client's `/ws`, `/sse`, `/poll`, `/send`).
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    after_mark: Option<String>,
+    #[serde(default)]
+    before_mark: Option<String>,
+    #[serde(default)]
+    handshake: Option<bool>,
+    #[serde(default)]
+    cursor: Option<bool>,
+    /// Statuses counted (default: any).
+    #[serde(default)]
+    status: Vec<u16>,
+    /// Methods counted (default: any), e.g. `OPTIONS` for CORS preflights (WEB-5).
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    tether_error: Option<String>,
+    /// Leave out the instances named by the mark `<prefix>_<ids>` (e.g. `kill_instance`).
+    #[serde(default)]
+    not_instance_of_mark: Option<String>,
+    #[serde(default)]
+    min: Option<usize>,
+    #[serde(default)]
+    max: Option<usize>,
+    /// At least this many distinct instances served the counted requests.
+    #[serde(default)]
+    min_instances: Option<usize>,
+    /// No two consecutive counted requests were served by the same instance.
+    #[serde(default)]
+    no_repeat: bool,
+    /// The first counted request came at most this long after `after_mark`.
+    #[serde(default)]
+    within_ms: Option<u64>,
+}
+
+/// Cluster cases (ADR-2): the requests the runner's balancer served, which instance served
+/// each, and when.
+fn balancer(p: BalancerP, ctx: &Ctx) -> Verdict {
+    let mut v = Verdict::pass();
+    let after = p.after_mark.as_deref().and_then(|m| mark(ctx, m, 0));
+    if p.after_mark.is_some() && after.is_none() {
+        v.fail(format!("no mark {:?}", p.after_mark));
+        return v;
+    }
+    let before = p
+        .before_mark
+        .as_deref()
+        .and_then(|m| mark(ctx, m, 0))
+        .map(|m| m.at_us);
+    let excluded: Vec<usize> = p
+        .not_instance_of_mark
+        .as_deref()
+        .and_then(|prefix| {
+            ctx.marks
+                .iter()
+                .find_map(|m| m.name.strip_prefix(&format!("{prefix}_")))
+        })
+        .map(|ids| ids.split('_').filter_map(|i| i.parse().ok()).collect())
+        .unwrap_or_default();
+    let paths: Vec<String> = if p.paths.is_empty() {
+        ["/ws", "/sse", "/poll", "/send"]
+            .map(str::to_owned)
+            .to_vec()
+    } else {
+        p.paths.clone()
+    };
+    let mut arrived: Vec<&crate::cluster::balancer::Served> = ctx.served.iter().collect();
+    // Recorded when answered; counted in arrival order.
+    arrived.sort_by_key(|s| s.at_us);
+    let counted: Vec<&crate::cluster::balancer::Served> = arrived
+        .into_iter()
+        .filter(|s| paths.iter().any(|x| s.path.ends_with(x.as_str())))
+        .filter(|s| after.is_none_or(|m| s.at_us >= m.at_us))
+        .filter(|s| before.is_none_or(|b| s.at_us < b))
+        .filter(|s| p.handshake.is_none_or(|h| s.handshake == h))
+        .filter(|s| p.cursor.is_none_or(|c| s.cursor == c))
+        .filter(|s| p.status.is_empty() || p.status.contains(&s.status))
+        .filter(|s| p.methods.is_empty() || p.methods.contains(&s.method))
+        .filter(|s| p.tether_error.is_none() || s.tether_error == p.tether_error)
+        .filter(|s| s.instance.is_none_or(|i| !excluded.contains(&i)))
+        .collect();
+    let instances: std::collections::BTreeSet<usize> =
+        counted.iter().filter_map(|s| s.instance).collect();
+    v.metric("requests", json!(counted.len()));
+    v.metric("instances", json!(instances.len()));
+    v.details.push(format!(
+        "{} requests on instances {:?} (of {} served)",
+        counted.len(),
+        instances,
+        ctx.served.len()
+    ));
+    if let Some(min) = p.min {
+        if counted.len() < min {
+            v.fail(format!(
+                "{} matching requests, want at least {min}",
+                counted.len()
+            ));
+        }
+    }
+    if let Some(max) = p.max {
+        if counted.len() > max {
+            v.fail(format!(
+                "{} matching requests, want at most {max}",
+                counted.len()
+            ));
+        }
+    }
+    if let Some(min) = p.min_instances {
+        if instances.len() < min {
+            v.fail(format!(
+                "requests served by {} instance(s) {instances:?}, want at least {min}",
+                instances.len()
+            ));
+        }
+    }
+    if p.no_repeat {
+        if let Some(w) = counted
+            .windows(2)
+            .find(|w| w[0].instance.is_some() && w[0].instance == w[1].instance)
+        {
+            v.fail(format!(
+                "two consecutive requests ({} {} then {} {}) on instance {:?}: affinity",
+                w[0].method, w[0].path, w[1].method, w[1].path, w[0].instance
+            ));
+        }
+    }
+    if let (Some(ms), Some(m)) = (p.within_ms, after) {
+        match counted.first() {
+            Some(first) => {
+                let gap = first.at_us.saturating_sub(m.at_us) / 1000;
+                v.metric("first_after_ms", json!(gap));
+                if gap > ms {
+                    v.fail(format!(
+                        "first matching request {gap} ms after the mark, want <= {ms}"
+                    ));
+                }
+            }
+            None => v.fail("no matching request after the mark"),
+        }
+    }
+    v.metric(
+        "unserved",
+        json!(counted.iter().filter(|s| s.instance.is_none()).count()),
+    );
+    v
 }

@@ -1,7 +1,9 @@
-//! Command-line parsing for `run`, `list` and `storm` (no dependencies; `--help` prints usage).
+//! Command-line parsing for `run`, `list`, `matrix` and `storm` (no dependencies; `--help` prints usage).
 
+use crate::matrix::MatrixArgs;
 use crate::storm::{Draw, StormParams};
 use std::path::PathBuf;
+use std::time::Duration;
 use thiserror::Error;
 
 /// Usage text.
@@ -11,7 +13,12 @@ tether-conformance — the Tether conformance suite
 USAGE:
   tether-conformance [run] [OPTIONS]     run the suite (default: native adapter, embedded server)
   tether-conformance list [--include G] [--scenarios DIR]
+  tether-conformance matrix [MATRIX OPTIONS]   the suite against every available client, side by side
   tether-conformance storm --clients N --accept-rate R [STORM OPTIONS]   (storm --help for details)
+  tether-conformance storm-bench [--clients 10000] [--admission 1000] [--burst 100] [--down-s 3]
+      [--timeout-s 60] [--policies tether,socketio,signalr,phoenix,fixed1s]
+  tether-conformance server-bench [--connections 10000] [--seconds 3] [--admission 1000]
+                     [--workers 64] [--messages 1000] [--subscribers 1000]
 
 RUN OPTIONS:
   --adapter \"<command line>\"   adapter to run: a program (a bare name is looked up in PATH, a path
@@ -25,6 +32,17 @@ RUN OPTIONS:
   --no-reports                 write no report files
   --jobs N                     cases run concurrently (default 4; `serial` cases always alone)
   --verbose                    full details of failures in the terminal
+  --seed S                     the case seed of every selected case (fault proxy, `mix` steps):
+                               a failing case prints its seed; --include NAME --seed S replays it
+  --server-bin PATH            run process-server cases (network/...) with this tether-server
+                               binary instead of this runner's own copy of the server
+
+MATRIX OPTIONS:
+  --clients a,b  --require a,b  --registry FILE (default conformance/adapters/clients.json)
+  --include/--exclude/--scenarios/--jobs/--verbose as for run; --out DIR --json F --html F
+                               (default conformance/reports/out/matrix.json, matrix.html)
+  --reuse CLIENT=REPORT.json   take CLIENT's column from a `run` JSON report of the same cases
+                               on the same source tree instead of running it again
 
 STORM OPTIONS:
   --clients N  --accept-rate R  [--floor-ms F] [--base-ms B] [--cap-ms C] [--multiplier M]
@@ -99,6 +117,10 @@ pub struct RunArgs {
     pub no_reports: bool,
     pub jobs: Option<usize>,
     pub verbose: bool,
+    /// Overrides every selected case's seed.
+    pub seed: Option<u64>,
+    /// The `tether-server` binary of process-server cases (default: this runner, `__server`).
+    pub server_bin: Option<PathBuf>,
 }
 
 /// A parsed command line.
@@ -109,8 +131,18 @@ pub enum Cli {
     Storm(StormParams),
     /// `storm --help`.
     StormHelp,
+    /// `matrix`: the suite against every available client.
+    Matrix(MatrixArgs),
     /// The native adapter built into this binary (the default adapter of `run`).
     Adapter(Vec<String>),
+    /// A `tether-server` instance (the cluster cases run several as separate processes).
+    Server(Vec<String>),
+    /// Measure the server half (idle connections, handshakes/s, Redis round trips).
+    Bench(crate::bench::BenchOpts),
+    /// The reconnect storm measured with real clients, beside peers' schedules.
+    StormBench(crate::storm_bench::StormBenchOpts),
+    /// The storm bench's server child.
+    StormServer(Vec<String>),
     Help,
 }
 
@@ -146,7 +178,12 @@ pub fn parse(args: &[String]) -> Result<Cli, CliError> {
         Some("run") => ("run", &args[1..]),
         Some("list") => ("list", &args[1..]),
         Some("storm") => ("storm", &args[1..]),
+        Some("matrix") => return crate::matrix::parse_args(&args[1..]).map(Cli::Matrix),
         Some("__adapter-native") => return Ok(Cli::Adapter(args[1..].to_vec())),
+        Some("__server") => return Ok(Cli::Server(args[1..].to_vec())),
+        Some("server-bench") => return parse_bench(&args[1..]).map(Cli::Bench),
+        Some("storm-bench") => return parse_storm_bench(&args[1..]).map(Cli::StormBench),
+        Some("__storm-server") => return Ok(Cli::StormServer(args[1..].to_vec())),
         Some("-h" | "--help" | "help") => return Ok(Cli::Help),
         _ => ("run", args),
     };
@@ -172,6 +209,8 @@ pub fn parse(args: &[String]) -> Result<Cli, CliError> {
             "--no-reports" => r.no_reports = true,
             "--jobs" => r.jobs = Some(num(&value(&mut it, a)?, a)?),
             "--verbose" | "-v" => r.verbose = true,
+            "--seed" => r.seed = Some(num(&value(&mut it, a)?, a)?),
+            "--server-bin" => r.server_bin = Some(value(&mut it, a)?.into()),
             "-h" | "--help" => return Ok(Cli::Help),
             other => return Err(CliError::Unknown(other.to_owned())),
         }
@@ -181,6 +220,46 @@ pub fn parse(args: &[String]) -> Result<Cli, CliError> {
     } else {
         Cli::Run(r)
     })
+}
+
+fn parse_storm_bench(args: &[String]) -> Result<crate::storm_bench::StormBenchOpts, CliError> {
+    let mut o = crate::storm_bench::StormBenchOpts::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--clients" => o.clients = num(&value(&mut it, a)?, a)?,
+            "--admission" => o.admission = positive(&value(&mut it, a)?, a)?,
+            "--burst" => o.burst = positive(&value(&mut it, a)?, a)?,
+            "--down-s" => o.down = Duration::from_secs_f64(positive(&value(&mut it, a)?, a)?),
+            "--timeout-s" => o.timeout = Duration::from_secs_f64(positive(&value(&mut it, a)?, a)?),
+            "--policies" => {
+                o.policies = value(&mut it, a)?
+                    .split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            }
+            other => return Err(CliError::Unknown(other.to_owned())),
+        }
+    }
+    Ok(o)
+}
+
+fn parse_bench(args: &[String]) -> Result<crate::bench::BenchOpts, CliError> {
+    let mut o = crate::bench::BenchOpts::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--connections" => o.connections = num(&value(&mut it, a)?, a)?,
+            "--seconds" => o.seconds = num(&value(&mut it, a)?, a)?,
+            "--admission" => o.admission = num(&value(&mut it, a)?, a)?,
+            "--workers" => o.workers = num(&value(&mut it, a)?, a)?,
+            "--messages" => o.messages = num(&value(&mut it, a)?, a)?,
+            "--subscribers" => o.subscribers = num(&value(&mut it, a)?, a)?,
+            other => return Err(CliError::Unknown(other.to_owned())),
+        }
+    }
+    Ok(o)
 }
 
 fn parse_storm(args: &[String]) -> Result<StormParams, CliError> {

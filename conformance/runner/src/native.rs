@@ -2,7 +2,10 @@
 //!
 //! `--break MODE` corrupts behaviour at the adapter boundary to prove the suite can fail:
 //! `no-jitter` (fixed delays), `no-cursor` (a fresh client on every drop), `ignore-drain`
-//! (reconnect at once on a drain), `retry-terminal` (connect again after `Failed`).
+//! (reconnect at once on a drain), `retry-terminal` (connect again after `Failed`),
+//! `no-backoff` (a client on the same store connects at once instead of waiting the delay).
+//! `slow-close` is no defect but a slow adapter: the first `close` waits 300 ms before
+//! closing while the client keeps running (a JVM or a browser adapter warming up).
 
 use crate::protocol::{self, AuthScript, Command, Hello, TokenStep};
 use serde_json::{json, Map, Value};
@@ -23,6 +26,9 @@ pub enum Break {
     NoCursor,
     IgnoreDrain,
     RetryTerminal,
+    NoBackoff,
+    /// Not a defect: the first `close` is 300 ms late (a slow adapter); the suite must still pass.
+    SlowClose,
 }
 
 impl Break {
@@ -33,6 +39,8 @@ impl Break {
             "no-cursor" => Some(Break::NoCursor),
             "ignore-drain" => Some(Break::IgnoreDrain),
             "retry-terminal" => Some(Break::RetryTerminal),
+            "no-backoff" => Some(Break::NoBackoff),
+            "slow-close" => Some(Break::SlowClose),
             _ => None,
         }
     }
@@ -56,7 +64,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<Break>, String> {
             "--break" => {
                 let v = it.next().ok_or("--break needs a value")?;
                 brk = Some(Break::parse(v).ok_or_else(|| {
-                    format!("unknown --break {v} (no-jitter|no-cursor|ignore-drain|retry-terminal)")
+                    format!("unknown --break {v} (no-jitter|no-cursor|ignore-drain|retry-terminal|no-backoff|slow-close)")
                 })?);
             }
             other => return Err(format!("unknown argument {other}")),
@@ -109,6 +117,8 @@ struct Adapter {
     tokens: mpsc::UnboundedSender<Value>,
     brk: Option<Break>,
     session: Option<Session>,
+    /// `close` commands answered so far (`slow-close` slows the first).
+    closes: u32,
 }
 
 async fn serve(brk: Option<Break>) -> Result<(), AdapterError> {
@@ -141,6 +151,7 @@ async fn serve(brk: Option<Break>) -> Result<(), AdapterError> {
         protocol: protocol::PROTOCOL_VERSION,
         capabilities: protocol::CAPABILITIES
             .iter()
+            .filter(|c| !protocol::FORMS.contains(c))
             .map(|c| c.to_string())
             .collect(),
     };
@@ -155,6 +166,7 @@ async fn serve(brk: Option<Break>) -> Result<(), AdapterError> {
         tokens: tok_tx,
         brk,
         session: None,
+        closes: 0,
     };
     loop {
         tokio::select! {
@@ -331,6 +343,10 @@ impl Adapter {
                 Ok(none)
             }
             Command::Close { .. } => {
+                self.closes += 1;
+                if self.brk == Some(Break::SlowClose) && self.closes == 1 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
                 self.client()?.close().await.map_err(call)?;
                 Ok(none)
             }
@@ -480,6 +496,11 @@ impl Adapter {
                 // Broken on purpose: reconnect at once instead of inside the drain window.
                 self.rebuild(true).await;
             }
+            (Some(Break::NoBackoff), Event::ReconnectScheduled { .. }) => {
+                // Broken on purpose: the declared delay is not waited; a client with the
+                // same store connects at once.
+                self.rebuild(true).await;
+            }
             (
                 Some(Break::RetryTerminal),
                 Event::StateChanged {
@@ -614,6 +635,8 @@ pub fn event_json(t_ms: f64, ev: &Event) -> Value {
         Event::Error { code, detail } => {
             json!({"type":"error","code":code.as_str(),"detail":detail})
         }
+        // An event added to the client after this adapter: reported, never dropped silently.
+        other => json!({"type":"other","debug":format!("{other:?}")}),
     };
     v["t_ms"] = json!(t_ms);
     v

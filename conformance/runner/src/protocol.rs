@@ -17,7 +17,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// Every capability a runner knows; adapters declare a subset in their `hello`.
-pub const CAPABILITIES: [&str; 11] = [
+pub const CAPABILITIES: [&str; 14] = [
     "websocket",
     "sse",
     "long_poll",
@@ -29,7 +29,15 @@ pub const CAPABILITIES: [&str; 11] = [
     "persistence",
     "retry_after",
     "seed",
+    // Forms that differ (ADAPTERS.md): cases check the declared form.
+    "token_query",
+    "opaque_websocket",
+    "http_resend",
 ];
+
+/// The capabilities that name a form of a requirement rather than a feature (ADAPTERS.md):
+/// a client declares the forms it has; the native client has none of these.
+pub const FORMS: [&str; 3] = ["token_query", "opaque_websocket", "http_resend"];
 
 /// Why a frame could not be read or written.
 #[derive(Debug, Error)]

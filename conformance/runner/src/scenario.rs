@@ -1,14 +1,16 @@
 //! Scenarios as data: suite files (embedded with `include_str!`, or read from `--scenarios DIR`), cases, steps and setups.
 
+use crate::cluster::InstanceRef;
 use crate::protocol::AuthScript;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 use tether_server::FaultRule;
 use thiserror::Error;
 
 /// The suites compiled into the binary, so the main job runs from any directory.
-pub const EMBEDDED: [(&str, &str); 12] = [
+pub const EMBEDDED: [(&str, &str); 14] = [
     ("state.json", include_str!("../../scenarios/state.json")),
     ("backoff.json", include_str!("../../scenarios/backoff.json")),
     ("ready.json", include_str!("../../scenarios/ready.json")),
@@ -27,6 +29,8 @@ pub const EMBEDDED: [(&str, &str); 12] = [
     ("net.json", include_str!("../../scenarios/net.json")),
     ("wire.json", include_str!("../../scenarios/wire.json")),
     ("limits.json", include_str!("../../scenarios/limits.json")),
+    ("cluster.json", include_str!("../../scenarios/cluster.json")),
+    ("network.json", include_str!("../../scenarios/network.json")),
 ];
 
 /// Why scenarios could not be loaded.
@@ -139,6 +143,23 @@ pub struct ServerSetup {
     pub ready_window_ms: Option<(u64, u64)>,
     #[serde(default)]
     pub max_frame_bytes: Option<usize>,
+    /// Verify client tokens as HS256 JWTs with this secret (AUTH-5) instead of the token list.
+    #[serde(default)]
+    pub jwt_hs256_secret: Option<String>,
+    /// Run the case against several instances on a real Redis behind the runner's balancer
+    /// (the `cluster/...` cases, ADR-2) instead of one embedded server.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterSetup>,
+    /// Run the server as its own process (`tether-conformance __server`, the
+    /// `tether-server` code) on a port the runner keeps, so `kill_server` is a real
+    /// `kill -9` and `start_server` a restart on the same port (the `network/...` cases).
+    #[serde(default)]
+    pub process: bool,
+    /// Put the fault proxy between the client and the server, with these faults at start
+    /// (`[]`: a clean proxy); the client's endpoint is the proxy's port, the server log still
+    /// observes the server side, the proxy's events the client side.
+    #[serde(default)]
+    pub proxy: Option<Vec<tether_fault_proxy::Fault>>,
 }
 
 /// The client's configuration (the adapter's `configure`).
@@ -229,10 +250,19 @@ pub enum Step {
         data: Option<Value>,
         #[serde(default)]
         interval_ms: u64,
+        /// Cluster: the instance whose publish API takes it (default: round robin).
+        #[serde(default)]
+        instance: Option<InstanceRef>,
+        /// An idempotency key (OUTBOX-5, API-1): a repeated one appends nothing.
+        #[serde(default)]
+        id: Option<String>,
     },
     /// Apply fault rules (actions act at once).
     Faults {
         rules: Vec<FaultRule>,
+        /// Cluster: the instances that get them (default: all).
+        #[serde(default)]
+        instance: Option<InstanceRef>,
     },
     ClearFaults,
     Drain {
@@ -250,7 +280,31 @@ pub enum Step {
         code: u16,
         #[serde(default)]
         reason: String,
+        /// Cluster: the instances that close (default: all).
+        #[serde(default)]
+        instance: Option<InstanceRef>,
     },
+    // --- cluster actions ---
+    /// `kill -9` an instance (`"stream"`: the one serving the client's stream).
+    KillInstance {
+        instance: InstanceRef,
+    },
+    /// SIGTERM an instance: it drains (DRAIN-3) over the cluster's `drain_window_ms`, then exits.
+    DrainInstance {
+        instance: InstanceRef,
+    },
+    /// Wait until an instance has exited, with `code` (default 0).
+    WaitInstanceExit {
+        instance: InstanceRef,
+        #[serde(default)]
+        code: i32,
+        #[serde(default = "wait_default")]
+        timeout_ms: u64,
+    },
+    /// Stop the cluster's Redis (SIGTERM; the append-only file keeps what was acknowledged).
+    StopRedis,
+    /// Start it again on the same port and data.
+    StartRedis,
     SetReady {
         ready: bool,
     },
@@ -273,6 +327,12 @@ pub enum Step {
     HttpGet {
         path: String,
         name: String,
+        /// `GET` by default; `OPTIONS` for a CORS preflight (WEB-1).
+        #[serde(default)]
+        method: Option<String>,
+        /// Extra request headers (e.g. `Origin`).
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
     },
     // --- flow ---
     /// Wait until `count` more events match `event` (a JSON subset), consuming the stream.
@@ -294,6 +354,66 @@ pub enum Step {
         times: u32,
         steps: Vec<Step>,
     },
+    /// `then` when the adapter declared `capability`, else `else`: for a requirement whose
+    /// form differs on some clients (e.g. what a browser's WebSocket can see, ADAPTERS.md).
+    If {
+        capability: String,
+        #[serde(default)]
+        then: Vec<Step>,
+        #[serde(default, rename = "else")]
+        otherwise: Vec<Step>,
+    },
+    // --- network (the fault proxy and the server process) ---
+    /// Replace the proxy's faults (seeded with the case seed; `[]` clears them).
+    Net {
+        faults: Vec<tether_fault_proxy::Fault>,
+    },
+    /// Cut every connection open through the proxy now (`reset`, `fin`, `blackhole`).
+    NetCut {
+        cut: tether_fault_proxy::Cut,
+    },
+    /// `kill -9` the server process (`server.process`); its in-memory history is lost.
+    KillServer,
+    /// Start the server process again on the same port (a new epoch, RESUME-4).
+    StartServer,
+    /// Start continuous traffic in the background: the server publishes `{"n": k}` on each
+    /// of `channels` every `every_ms`; with `publish`, the client publishes `{"n": k}`
+    /// through the adapter every `publish.every_ms`. Runs until `traffic_stop`.
+    TrafficStart {
+        channels: Vec<String>,
+        every_ms: u64,
+        #[serde(default)]
+        publish: Option<TrafficPublish>,
+        /// Pad every server message with a string of this many bytes (`"pad"`): large
+        /// messages on a slow link.
+        #[serde(default)]
+        pad_bytes: usize,
+    },
+    /// Stop the traffic, then wait (at most `settle_ms`) until the app saw the last message
+    /// of every channel and every publish was acknowledged or dropped.
+    TrafficStop {
+        #[serde(default = "settle_default")]
+        settle_ms: u64,
+    },
+    /// For `ms`: pause a seeded `U(gap_ms.0, gap_ms.1)`, then run one step drawn from
+    /// `menu` (seeded with the case seed), again and again: a random mix of faults.
+    Mix {
+        ms: u64,
+        gap_ms: (u64, u64),
+        menu: Vec<Step>,
+    },
+}
+
+/// The client half of `traffic_start`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficPublish {
+    pub channel: String,
+    pub every_ms: u64,
+}
+
+fn settle_default() -> u64 {
+    5_000
 }
 
 /// A case ready to run: setups merged and parsed.
@@ -306,6 +426,9 @@ pub struct Case {
     pub requires: Vec<String>,
     pub timeout_ms: u64,
     pub serial: bool,
+    /// The case seed: the fault proxy's and the `mix` steps' randomness (a hash of the
+    /// name unless `--seed` gives one; printed when the case fails).
+    pub seed: u64,
     pub server: ServerSetup,
     /// The merged client setup as JSON (re-merged by `configure` steps).
     pub client_json: Value,
@@ -381,6 +504,7 @@ pub fn parse_suite(file: &str, text: &str) -> Result<Vec<Case>, ScenarioError> {
             requires: raw.requires.clone(),
             timeout_ms: raw.timeout_ms.unwrap_or(30_000),
             serial: raw.serial,
+            seed: name_seed(&raw.name),
             server: server_setup,
             client_json: client,
             client: client_setup,
@@ -389,6 +513,13 @@ pub fn parse_suite(file: &str, text: &str) -> Result<Vec<Case>, ScenarioError> {
         });
     }
     Ok(out)
+}
+
+/// The default case seed: FNV-1a of the case name (stable across runs and platforms).
+pub fn name_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Load every case: from `dir` (every `*.json`, sorted) or the embedded suites.

@@ -1,11 +1,11 @@
 //! Which source tree a run tested: the git commit of the checkout, for the reports (absent outside a git checkout or without git).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The checkout a run came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
     /// The full commit hash of `HEAD`.
     pub commit: String,

@@ -7,7 +7,7 @@ use crate::protocol::Hello;
 use crate::scenario::Case;
 use crate::source::Source;
 use crate::spec::Spec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -24,16 +24,16 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-/// Everything a report shows.
-#[derive(Clone, Debug, Serialize)]
+/// Everything a report shows (and what `matrix --reuse` reads back from a JSON report).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunReport {
     /// The adapter's command line.
     pub adapter: String,
     /// The adapter's `hello` (name, version, capabilities), from the first case that started it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_hello: Option<Hello>,
     /// The git commit of the source tree, when the caller found one ([`crate::source`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
     /// Cases run concurrently.
     pub jobs: usize,
@@ -147,13 +147,17 @@ async fn one(spec: &Spec, case: &Case, opts: &RunOptions) -> (CaseResult, Option
         Raw::Pass if known.is_some() => "passed, but listed as a known failure".to_owned(),
         Raw::Pass => String::new(),
         Raw::Fail(m) => m.clone(),
+        Raw::Unsupported(caps) if caps.iter().any(|c| c == "redis-server") => {
+            "needs redis-server, which is not installed (scripts/test-all.sh installs it)"
+                .to_owned()
+        }
         Raw::Unsupported(caps) => format!("adapter lacks capability {}", caps.join(", ")),
     };
     let result = CaseResult {
         name: case.name.clone(),
         suite: case.suite.clone(),
         covers: case.covers.clone(),
-        level: level.as_str(),
+        level: level.as_str().to_owned(),
         status,
         duration_ms: t0.elapsed().as_millis() as u64,
         message,

@@ -10,7 +10,7 @@ const RUNNER: &str = env!("CARGO_BIN_EXE_tether-conformance");
 const ADAPTER: &str = env!("CARGO_BIN_EXE_tether-adapter-native");
 
 /// (break mode, case that must catch it, text the failure message must contain)
-const CATCHES: [(&str, &str, &str); 4] = [
+const CATCHES: [(&str, &str, &str); 6] = [
     (
         "no-jitter",
         "backoff/jitter/distribution",
@@ -30,6 +30,19 @@ const CATCHES: [(&str, &str, &str); 4] = [
         "retry-terminal",
         "state/terminal/close_4003",
         "activity after Failed",
+    ),
+    // The network suite: messages lost across a reconnect without a reset, and a retry
+    // loop tighter than the declared delays, both seen through the fault proxy.
+    // (half_open: the 700 ms until the heartbeat notices always holds messages to lose.)
+    (
+        "no-cursor",
+        "network/websocket/half_open",
+        "stream_integrity",
+    ),
+    (
+        "no-backoff",
+        "network/websocket/reset_mid_frame",
+        "ms declared (BACKOFF-1/3)",
     ),
 ];
 

@@ -50,6 +50,23 @@ pub struct ServerConfig {
     pub log_capacity: usize,
     /// A connection whose socket accepts no write for this long is dropped.
     pub send_timeout: Duration,
+    /// The `Retry-After` of `not_ready` answers while the shared store is unreachable.
+    pub not_ready_retry_after: Duration,
+    /// Server API keys accepted by `POST {endpoint}/publish` (`Authorization: Bearer KEY`);
+    /// empty: the backend publish API is off (404).
+    pub publish_keys: Vec<String>,
+    /// Verifies client tokens (AUTH-3), e.g. [`JwtVerifier`](crate::JwtVerifier); `None`: the
+    /// static `tokens` list decides.
+    pub authenticator: Option<crate::auth::SharedAuthenticator>,
+    /// TLS for [`Server::start`](crate::Server::start) (see [`tls::load_pem`](crate::tls::load_pem)).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Path of the Prometheus metrics (outside the base path); `None`: not served.
+    pub metrics_path: Option<String>,
+    /// Enables `{base}/_admin/...` (faults, drain, close) for this bearer key; `None`: off.
+    pub admin_key: Option<String>,
+    /// Origins whose pages may read the answers (WEB-1), exact `scheme://host[:port]`
+    /// strings; `None`: every origin (the reference default).
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +93,13 @@ impl Default for ServerConfig {
             dedupe_capacity: 100_000,
             log_capacity: 100_000,
             send_timeout: Duration::from_secs(10),
+            not_ready_retry_after: Duration::from_secs(1),
+            publish_keys: Vec::new(),
+            authenticator: None,
+            tls: None,
+            metrics_path: Some("/metrics".into()),
+            admin_key: None,
+            allowed_origins: None,
         }
     }
 }
@@ -116,6 +140,14 @@ impl ServerConfig {
         }
         if self.ready_window_ms.0 > self.ready_window_ms.1 {
             return bad("ready_window_ms must be [from, to] with from <= to");
+        }
+        if let Some(m) = &self.metrics_path {
+            if !m.starts_with('/') || m.starts_with(&format!("{}/", self.base_path)) {
+                return bad("metrics_path must start with `/` and lie outside base_path");
+            }
+        }
+        if self.publish_keys.iter().any(|k| k.len() < 16) {
+            return bad("publish keys must be at least 16 characters");
         }
         if let Some(r) = self.admission_per_sec {
             if !(r.is_finite() && r > 0.0) {

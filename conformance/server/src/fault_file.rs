@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn the_usage_text_example_parses() {
-        let usage = include_str!("bin/usage.txt");
+        let usage = include_str!("cli/faults_help.txt");
         let from = usage
             .find("--faults FILE:")
             .expect("usage documents --faults");

@@ -223,6 +223,11 @@ pub enum Fault {
         /// The error code.
         code: String,
     },
+    /// Store the next publish (WebSocket frame or `POST /send`), then cut the connection
+    /// before its `ack` goes out: the client never hears of it and sends it again, maybe
+    /// through another instance, which must deduplicate it (OUTBOX-4/5). Taken when a
+    /// publish arrives, so it acts on live connections too; `count` publishes (default: all).
+    DropAck,
     /// After the hello and `subscribed` frames, send `error{code, message?, id?, terminal}`
     /// (ERR-3), then go on normally. Long-poll: appended to the hello poll's answer.
     ErrorFrame {
@@ -363,7 +368,7 @@ impl Fault {
             | Fault::Status { .. }
             | Fault::Redirect { .. }
             | Fault::WrongContentType { .. } => true,
-            Fault::RefuseTcp => false,
+            Fault::RefuseTcp | Fault::DropAck => false,
             f if f.is_action() => false,
             _ => target != FaultTarget::Send,
         }
@@ -468,6 +473,19 @@ impl FaultPlan {
     /// connection), consuming one of its count.
     pub fn take(&self, target: FaultTarget, handshake: bool) -> Option<Fault> {
         self.take_where(|r| r.matches(target, handshake))
+    }
+
+    /// Take a `drop_ack` rule for a publish arriving on `target` (`websocket` or `send`;
+    /// a rule without transport matches both).
+    pub fn take_drop_ack(&self, target: FaultTarget) -> bool {
+        self.take_where(|r| {
+            matches!(r.fault, Fault::DropAck)
+                && r.transport.map_or(
+                    matches!(target, FaultTarget::WebSocket | FaultTarget::Send),
+                    |t| t == target,
+                )
+        })
+        .is_some()
     }
 
     /// Take a `refuse_tcp` rule, if any (checked on every accepted TCP connection).

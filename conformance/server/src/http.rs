@@ -229,6 +229,7 @@ pub(crate) fn refuse(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
+    shared.metrics.refused(transport, &code);
     let mut e = LogEntry::new(LogKind::Refused)
         .transport(transport)
         .status(resp.status().as_u16())
@@ -338,8 +339,32 @@ pub(crate) fn gate(
             return Gate::Answer(refuse(shared, t, None, resp));
         }
     }
+    if !shared.store_available() {
+        // The shared store is unreachable: nothing could be made durable or resumed here.
+        let resp = tether_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            Some(shared.cfg.not_ready_retry_after),
+            "the shared store is unreachable",
+        );
+        return Gate::Answer(refuse(shared, t, None, resp));
+    }
     match shared.check_auth(params.token.as_deref()) {
-        Ok(()) => {}
+        Ok(identity) => {
+            if let Some(ch) = params
+                .channels
+                .iter()
+                .find(|c| !identity.subscribe.allows(c))
+            {
+                let resp = tether_error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    None,
+                    &format!("channel {ch} is not permitted"),
+                );
+                return Gate::Answer(refuse(shared, t, None, resp));
+            }
+        }
         Err(AuthRefusal::Expired) => {
             let resp = tether_error(
                 StatusCode::UNAUTHORIZED,
@@ -417,12 +442,23 @@ pub(crate) fn bad_params(shared: &Shared, transport: &str, b: BadParams) -> Resp
     )
 }
 
-/// 500 for a store failure.
+/// A store failure: 503 `not_ready` + `Retry-After` when the backend is unreachable (the
+/// client backs off and comes back, READY-1), else 500.
 pub(crate) fn store_failed(
     shared: &Shared,
     transport: &str,
     e: &crate::error::StoreError,
 ) -> Response {
+    shared.store_failed(e);
+    if matches!(e, crate::error::StoreError::Backend(_)) {
+        let resp = tether_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            Some(shared.cfg.not_ready_retry_after),
+            &e.to_string(),
+        );
+        return refuse(shared, transport, None, resp);
+    }
     refuse(
         shared,
         transport,

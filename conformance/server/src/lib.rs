@@ -9,36 +9,51 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 pub mod admission;
 pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod control;
+pub mod cors;
 pub mod cursor;
+mod diagnose;
 pub mod error;
 pub mod fault_file;
 pub mod faults;
 mod http;
+pub mod jwt;
 mod listener;
 pub mod log;
 mod malformed;
+mod metrics;
 mod poll;
+mod publish_api;
 mod ready;
+pub mod redis_store;
 mod send;
 mod session;
 mod shape;
 pub mod sse;
 pub mod state;
 pub mod store;
+pub mod tls;
 mod ws;
 
+pub use auth::{AuthRefusal, Authenticator, ChannelRules, Identity, SharedAuthenticator};
 pub use config::ServerConfig;
 pub use cursor::Cursor;
 pub use error::{ServerError, StoreError};
 pub use fault_file::FaultFileError;
 pub use faults::{Fault, FaultPlan, FaultRule, FaultTarget, MalformedKind};
 pub use http::{TETHER_ERROR, TETHER_RETRY_AFTER_MS};
+pub use jwt::{JwtError, JwtVerifier};
 pub use log::{LogEntry, LogKind, ObservationLog};
-pub use state::{ConnInfo, ServerState};
-pub use store::{ChannelStore, MemoryStore, MemoryStoreConfig, Published, ReadOutcome, StoredMsg};
+pub use redis_store::{RedisConfig, RedisStats, RedisStore};
+pub use state::{ConnInfo, Publisher, ServerState};
+pub use store::{
+    ChannelStore, FanoutSink, MemoryStore, MemoryStoreConfig, Published, ReadOutcome, StoredMsg,
+};
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -54,21 +69,45 @@ use tokio::task::JoinHandle;
 pub fn router(state: ServerState) -> Router {
     let base = state.config().base_path.clone();
     let alt = state.config().alt_base_path.clone();
-    Router::new()
+    let mut r = Router::new()
         .merge(routes(&base, false))
-        .merge(routes(&alt, true))
-        .method_not_allowed_fallback(|| async {
-            http::tether_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "bad_request",
-                None,
-                "method not allowed",
-            )
-        })
-        .fallback(|| async {
-            http::tether_error(StatusCode::NOT_FOUND, "not_found", None, "no such endpoint")
-        })
-        .with_state(state)
+        .merge(routes(&alt, true));
+    if let Some(m) = state.config().metrics_path.clone() {
+        r = r.route(&m, get(|State(st): State<ServerState>| metrics_handler(st)));
+    }
+    r.method_not_allowed_fallback(|| async {
+        http::tether_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "bad_request",
+            None,
+            "method not allowed",
+        )
+    })
+    .fallback(|| async {
+        http::tether_error(StatusCode::NOT_FOUND, "not_found", None, "no such endpoint")
+    })
+    .with_state(state.clone())
+    // WEB-1: pages on other origins may call every endpoint and read the answers.
+    .layer(axum::middleware::from_fn_with_state(state, cors::layer))
+}
+
+/// The endpoints of `state` relative to the mount point (`/ws`, `/sse`, `/poll`, `/send`,
+/// `/ready`, `/publish`), for an application to nest where it wants them:
+/// `Router::new().nest("/realtime", endpoints(state))` serves `/realtime/ws` and so on
+/// (clients then use the endpoint `https://host/realtime`). No fallback and no metrics:
+/// the application keeps its own; serve [`ServerState::metrics_text`] where it fits.
+pub fn endpoints(state: ServerState) -> Router {
+    routes("", false)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, cors::layer))
+}
+
+async fn metrics_handler(st: ServerState) -> axum::response::Response {
+    http::plain(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        st.metrics_text(),
+    )
 }
 
 fn routes(base: &str, alt: bool) -> Router<ServerState> {
@@ -93,6 +132,22 @@ fn routes(base: &str, alt: bool) -> Router<ServerState> {
             &format!("{base}/ready"),
             get(|State(st): State<ServerState>| ready::handler(st)),
         )
+        .route(
+            &format!("{base}/publish"),
+            post(|State(st): State<ServerState>, req: Request| publish_api::handler(st, req)),
+        )
+        .route(
+            &format!("{base}/_admin/{{action}}"),
+            get(admin_route).post(admin_route),
+        )
+}
+
+async fn admin_route(
+    State(st): State<ServerState>,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    req: Request,
+) -> axum::response::Response {
+    admin::handler(st, action, req).await
 }
 
 /// A running server: its own listener and accept loop. Derefs to its [`ServerState`] (publish,
@@ -136,14 +191,24 @@ impl Server {
         self.addr
     }
 
-    /// The endpoint URL, e.g. `http://127.0.0.1:PORT/tether`.
+    /// The endpoint URL, e.g. `http://127.0.0.1:PORT/tether` (`https` with TLS).
     pub fn endpoint_url(&self) -> String {
-        format!("http://{}{}", self.addr, self.state.config().base_path)
+        let s = if self.state.config().tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{s}://{}{}", self.addr, self.state.config().base_path)
     }
 
-    /// The WebSocket URL, e.g. `ws://127.0.0.1:PORT/tether/ws`.
+    /// The WebSocket URL, e.g. `ws://127.0.0.1:PORT/tether/ws` (`wss` with TLS).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}{}/ws", self.addr, self.state.config().base_path)
+        let s = if self.state.config().tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{s}://{}{}/ws", self.addr, self.state.config().base_path)
     }
 
     /// The state handle (also reachable through `Deref`).

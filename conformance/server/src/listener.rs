@@ -100,21 +100,59 @@ fn serve(shared: &Arc<Shared>, router: &Router, stream: TcpStream, peer: SocketA
         let cut = cut.clone();
         move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(cut.clone());
+            req.extensions_mut().insert(crate::diagnose::Peer(peer));
             req
         }
     });
     let shared = shared.clone();
+    let tls = shared.cfg.tls.clone();
     tokio::spawn(async move {
         let mut kill = shared.kill.subscribe();
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-            .with_upgrades();
-        tokio::select! {
-            _ = conn => {}
-            _ = kill.changed() => {}
-            _ = cut.0.notified() => {}
+        match tls {
+            None => serve_io(stream, svc, &mut kill, &cut).await,
+            Some(cfg) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                let hs = tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream));
+                let stream = tokio::select! {
+                    r = hs => match r {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            shared.record(LogEntry::new(LogKind::TcpAccept).detail(format!("tls handshake failed: {e}")));
+                            return;
+                        }
+                        Err(_) => return,
+                    },
+                    _ = kill.changed() => return,
+                };
+                serve_io(stream, svc, &mut kill, &cut).await
+            }
         }
     });
+}
+
+/// Longest TLS handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+async fn serve_io<I, S>(io: I, svc: S, kill: &mut tokio::sync::watch::Receiver<u64>, cut: &TcpCut)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            hyper::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc))
+        .with_upgrades();
+    tokio::select! {
+        _ = conn => {}
+        _ = kill.changed() => {}
+        _ = cut.0.notified() => {}
+    }
 }
 
 #[allow(deprecated)]

@@ -1,13 +1,13 @@
 //! The observation log: every connection, request and frame with monotonic timestamps, bounded (tests read the server's view).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
 /// What a [`LogEntry`] records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogKind {
     /// A TCP connection was accepted.
@@ -37,7 +37,7 @@ pub enum LogKind {
 }
 
 /// One observation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// Position in the log since start (never reused, even after entries are evicted).
     pub index: u64,
@@ -158,6 +158,9 @@ impl ObservationLog {
     /// Record an entry; its index and timestamp are assigned under the lock, so timestamps
     /// never decrease along the log.
     pub fn record(&self, mut entry: LogEntry) {
+        if self.capacity == 0 {
+            return;
+        }
         let mut ring = self.lock();
         entry.at_us = self.now_us();
         entry.index = ring.next;
@@ -172,6 +175,14 @@ impl ObservationLog {
     /// A copy of every entry still held, oldest first.
     pub fn snapshot(&self) -> Vec<LogEntry> {
         self.lock().entries.iter().cloned().collect()
+    }
+
+    /// A copy of the entries held whose index is at least `index`, oldest first (what a
+    /// reader that has seen everything before `index` is missing).
+    pub fn since(&self, index: u64) -> Vec<LogEntry> {
+        let ring = self.lock();
+        let skip = ring.entries.partition_point(|e| e.index < index);
+        ring.entries.iter().skip(skip).cloned().collect()
     }
 
     /// Entries evicted because the ring was full.
@@ -252,6 +263,18 @@ mod tests {
         assert_eq!(snap[0].index, 2);
         assert!(log.is_monotonic());
         assert_eq!(log.evicted(), 2);
+        assert_eq!(
+            log.since(3).iter().map(|e| e.index).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert_eq!(log.since(0).len(), 3);
+        assert!(log.since(5).is_empty());
+        let json = serde_json::to_string(&snap[0]).unwrap_or_default();
+        let back: LogEntry = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            back, snap[0],
+            "entries travel as JSON (a server in its own process)"
+        );
         assert_eq!(
             redact_query("v=1&access_token=s3cret&channels=a"),
             "v=1&access_token=***&channels=a"

@@ -27,6 +27,15 @@ pub(crate) async fn handler(st: ServerState) -> Response {
             "not ready",
         );
     }
+    if !shared.store_available() {
+        // A flag the store keeps up to date, not a round trip (READY-3: no store access).
+        return tether_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            Some(shared.cfg.not_ready_retry_after),
+            "the shared store is unreachable",
+        );
+    }
     let (from, to) = shared.cfg.ready_window_ms;
     let body = serde_json::json!({"ready": true, "window_ms": [from, to]}).to_string();
     let mut resp = plain(StatusCode::OK, "application/json", body);

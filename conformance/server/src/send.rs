@@ -1,5 +1,6 @@
 //! `POST /send`: client frames in as a JSON array, acks and errors out (publishes of SSE and long-poll clients), and the shared publish path (OUTBOX-5).
 
+use crate::error::StoreError;
 use crate::faults::{Fault, FaultTarget};
 use crate::http::{
     bad_params, gate, json_batch, log_out, log_request, refuse, swallow, tether_error, Gate, Params,
@@ -19,22 +20,38 @@ const T: &str = "send";
 pub(crate) const MAX_ID_BYTES: usize = 512;
 
 /// Publish with dedupe: `ack{id, channel, seq}` (the original one for a repeated id), or a
-/// non-terminal `error{code, id}`.
+/// non-terminal `error{code, id}` (the client drops that publish, OUTBOX-7). `Err` when the
+/// store is unreachable: nothing was acknowledged and nothing is kept, so the caller makes
+/// the client retry later (it keeps the publish in its outbox).
 pub(crate) async fn handle_publish(
     shared: &Shared,
+    token: Option<&str>,
     id: String,
     channel: String,
     data: Value,
-) -> ServerFrame {
+) -> Result<ServerFrame, StoreError> {
     if id.is_empty() || id.len() > MAX_ID_BYTES {
-        return ServerFrame::Error {
+        return Ok(ServerFrame::Error {
             code: "frame_malformed".into(),
             message: Some(format!("publish id must be 1..={MAX_ID_BYTES} bytes")),
             id: None,
             terminal: false,
-        };
+        });
     }
-    match shared.publish_once(&id, &channel, data).await {
+    if !shared.may_publish(token, &channel) {
+        return Ok(ServerFrame::Error {
+            code: "forbidden".into(),
+            message: Some(format!("publishing to {channel} is not permitted")),
+            id: Some(id),
+            terminal: false,
+        });
+    }
+    let r = shared.publish_once(&id, &channel, data).await;
+    if let Err(e @ StoreError::Backend(_)) = r {
+        shared.record(LogEntry::new(LogKind::Action).detail(format!("publish not stored: {e}")));
+        return Err(e);
+    }
+    Ok(match r {
         Ok(p) => {
             if p.duplicate {
                 shared.record(LogEntry::new(LogKind::Action).detail(format!(
@@ -54,7 +71,7 @@ pub(crate) async fn handle_publish(
             id: Some(id),
             terminal: false,
         },
-    }
+    })
 }
 
 /// The answer to a publish under the `reject_publish` fault (OUTBOX-7): nothing is stored.
@@ -71,6 +88,7 @@ pub(crate) fn reject_publish(code: &str, id: String) -> ServerFrame {
 pub(crate) async fn handler(st: ServerState, alt: bool, req: Request) -> Response {
     let shared = st.shared.clone();
     let path = req.uri().path().to_owned();
+    let cut = req.extensions().get::<crate::http::TcpCut>().cloned();
     let params = match Params::parse(&req, usize::MAX) {
         Ok(p) => p,
         Err(b) => {
@@ -119,7 +137,13 @@ pub(crate) async fn handler(st: ServerState, alt: bool, req: Request) -> Respons
                 shared.record(LogEntry::new(LogKind::FrameIn).transport(T).frame_type("publish").detail(channel.clone()));
                 out.push(match &reject {
                     Some(code) => reject_publish(code, id),
-                    None => handle_publish(&shared, id, channel, data).await,
+                    None => match handle_publish(&shared, params.token.as_deref(), id, channel, data).await {
+                        Ok(_) if shared.faults.take_drop_ack(FaultTarget::Send) => {
+                            return drop_ack(&shared, cut).await;
+                        }
+                        Ok(f) => f,
+                        Err(e) => return not_ready_for(&shared, T, &e),
+                    },
                 });
             }
             Ok(ClientFrame::Ping {}) => out.push(ServerFrame::Pong {}),
@@ -135,6 +159,38 @@ pub(crate) async fn handler(st: ServerState, alt: bool, req: Request) -> Respons
         }
     }
     answer(&shared, out)
+}
+
+/// `drop_ack`: the publish is stored; cut the connection instead of answering.
+async fn drop_ack(shared: &Shared, cut: Option<crate::http::TcpCut>) -> Response {
+    shared.record(
+        LogEntry::new(LogKind::Fault)
+            .transport(T)
+            .detail("drop_ack: publish stored, answer cut"),
+    );
+    if let Some(c) = cut {
+        c.0.notify_one();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let stream = futures_util::stream::iter([Err::<bytes::Bytes, _>(std::io::Error::other(
+        "fault: drop_ack",
+    ))]);
+    crate::http::plain(
+        StatusCode::OK,
+        "application/json",
+        axum::body::Body::from_stream(stream),
+    )
+}
+
+/// 503 `not_ready`: the store could not take a publish; the client sends it again later.
+pub(crate) fn not_ready_for(shared: &Shared, transport: &str, e: &StoreError) -> Response {
+    let resp = tether_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        Some(shared.cfg.not_ready_retry_after),
+        &e.to_string(),
+    );
+    refuse(shared, transport, None, resp)
 }
 
 fn answer(shared: &Shared, frames: Vec<ServerFrame>) -> Response {

@@ -29,6 +29,7 @@ pub(crate) trait Sink {
 
 /// Log a connection's `open` (the query with the token redacted and the cursor it came with).
 pub(crate) fn log_open(shared: &Shared, transport: &str, id: u64, params: &Params) {
+    shared.metrics.opened(transport);
     shared.record(
         LogEntry::new(LogKind::Open)
             .transport(transport)
@@ -44,6 +45,8 @@ pub(crate) struct Placement {
     pub reset: Vec<String>,
     /// Channels the cursor did not name (or no cursor): started at the head.
     pub fresh: Vec<String>,
+    /// Messages between the kept positions and the heads (to be replayed).
+    pub behind: u64,
 }
 
 impl Session {
@@ -60,6 +63,7 @@ impl Session {
         let mut positions = BTreeMap::new();
         let mut reset = Vec::new();
         let mut fresh = Vec::new();
+        let mut behind = 0;
         for ch in channels {
             let head = store.head(ch).await?;
             let claimed = match &parsed {
@@ -84,7 +88,10 @@ impl Session {
                     head
                 }
                 Some(p) => match store.read_after(ch, p, 1).await? {
-                    ReadOutcome::Msgs(_) => p,
+                    ReadOutcome::Msgs(_) => {
+                        behind += head.saturating_sub(p);
+                        p
+                    }
                     ReadOutcome::Gone { head } => {
                         reset.push(ch.clone());
                         head
@@ -99,7 +106,11 @@ impl Session {
                 epoch,
                 positions,
             },
-            Placement { reset, fresh },
+            Placement {
+                reset,
+                fresh,
+                behind,
+            },
         ))
     }
 
@@ -109,7 +120,14 @@ impl Session {
         channels: &[String],
         cursor: Option<&str>,
     ) -> Result<(Session, Vec<ServerFrame>), StoreError> {
-        let (s, placement) = Session::place(shared.store(), channels, cursor).await?;
+        let (s, placement) = Session::place(shared.store(), channels, cursor)
+            .await
+            .inspect_err(|e| shared.store_failed(e))?;
+        if cursor.is_some() {
+            shared
+                .metrics
+                .reconnected(!placement.reset.is_empty(), placement.behind);
+        }
         let c = s.cursor();
         let mut frames = vec![ServerFrame::Hello {
             v: PROTOCOL_VERSION,
@@ -214,6 +232,7 @@ impl Session {
     /// when the notice channel is closed (the server is going away).
     pub fn noticed(&self, n: Result<Notice, RecvError>) -> Option<Vec<String>> {
         match n {
+            Ok(n) if n.all => Some(self.channels()),
             Ok(n) if self.behind(&n.channel, n.seq) => Some(vec![n.channel.to_string()]),
             Ok(_) => Some(Vec::new()),
             Err(RecvError::Lagged(_)) => Some(self.channels()),

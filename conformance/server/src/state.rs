@@ -1,7 +1,7 @@
 //! The shared server state and the operator/test handle `ServerState` (publish, drain, faults, restart, tokens, log).
 
 use crate::admission::TokenBucket;
-use crate::auth::AuthState;
+use crate::auth::{AuthRefusal, AuthState, Identity};
 use crate::config::ServerConfig;
 use crate::error::{ServerError, StoreError};
 use crate::faults::{Fault, FaultPlan, FaultRule};
@@ -17,11 +17,13 @@ use tether_engine::policy::PolicyWire;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-/// A new message was appended to `channel` with `seq` (wakes the connections subscribed to it).
+/// A new message was appended to `channel` with `seq` (wakes the connections subscribed to it);
+/// `all`: announcements may have been lost, every connection catches up on every channel.
 #[derive(Clone, Debug)]
 pub(crate) struct Notice {
-    pub channel: Arc<str>,
-    pub seq: u64,
+    pub(crate) channel: Arc<str>,
+    pub(crate) seq: u64,
+    pub(crate) all: bool,
 }
 
 /// What the operator asks of one live connection.
@@ -89,6 +91,8 @@ pub(crate) struct Shared {
     conns: Mutex<HashMap<u64, ConnEntry>>,
     next_conn: AtomicU64,
     pub notify: broadcast::Sender<Notice>,
+    /// The store announces appends itself (shared by several instances): see [`ChannelStore::attach`].
+    pub store_fans_out: bool,
     /// Bumped to drop every connection (restart, shutdown).
     pub kill: watch::Sender<u64>,
     pub shutdown: watch::Sender<bool>,
@@ -96,6 +100,9 @@ pub(crate) struct Shared {
     /// The mode the accept loop has put into effect (it follows `listen` asynchronously).
     pub listen_applied: watch::Sender<ListenMode>,
     pub lp_followups: Mutex<VecDeque<LpFollowup>>,
+    pub metrics: crate::metrics::Metrics,
+    /// Refusals of browsers' WebSocket upgrades, for their diagnosis (WEB-3).
+    pub ws_refusals: crate::diagnose::Refusals,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,8 +143,32 @@ impl Shared {
         left.max(Duration::from_secs(1))
     }
 
-    pub fn check_auth(&self, token: Option<&str>) -> Result<(), crate::auth::AuthRefusal> {
-        lock(&self.auth).check(token)
+    /// The identity of a request's token: the runtime lists first (expired, forbidden), then
+    /// the configured [`Authenticator`](crate::Authenticator), else the static token list.
+    pub fn check_auth(&self, token: Option<&str>) -> Result<Identity, AuthRefusal> {
+        {
+            let a = lock(&self.auth);
+            a.overrides(token)?;
+            if self.cfg.authenticator.is_none() {
+                return a.check(token).map(|()| Identity::anonymous());
+            }
+        }
+        match &self.cfg.authenticator {
+            Some(auth) => auth.0.authenticate(token),
+            None => Ok(Identity::anonymous()),
+        }
+    }
+
+    /// May `token` subscribe to `channel` (AUTH-5)?
+    pub fn may_subscribe(&self, token: Option<&str>, channel: &str) -> bool {
+        self.check_auth(token)
+            .is_ok_and(|i| i.subscribe.allows(channel))
+    }
+
+    /// May `token` publish to `channel` (AUTH-5)?
+    pub fn may_publish(&self, token: Option<&str>, channel: &str) -> bool {
+        self.check_auth(token)
+            .is_ok_and(|i| i.publish.allows(channel))
     }
 
     pub fn admit(&self) -> Result<(), Duration> {
@@ -156,7 +187,38 @@ impl Shared {
     ) -> (ConnGuard, mpsc::Receiver<Control>) {
         let (tx, rx) = mpsc::channel(8);
         let opened_us = self.log.now_us();
-        lock(&self.conns).insert(
+        if self.cfg.authenticator.is_some() {
+            // A token with an expiry: tell the connection when it passes (AUTH-2).
+            if let Ok(Identity {
+                expires_at: Some(at),
+                ..
+            }) = self.check_auth(token.as_deref())
+            {
+                let left = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or(Duration::ZERO);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(left) => { let _ = tx.send(Control::AuthExpired).await; }
+                        _ = tx.closed() => {}
+                    }
+                });
+            }
+        }
+        // DRAIN-3: a connection that registers once a drain began (its handshake or poll
+        // passed the drain check just before, then waited on the store) is told at once;
+        // one registered before is told by the drain's broadcast. Both under the registry's
+        // lock, which the drain holds from setting its state to its last notice: exactly one
+        // notice either way.
+        let mut conns = lock(&self.conns);
+        if let Some(d) = self.draining() {
+            let _ = tx.try_send(Control::Drain {
+                from_ms: d.from_ms,
+                to_ms: d.to_ms,
+            });
+        }
+        conns.insert(
             id,
             ConnEntry {
                 transport,
@@ -165,6 +227,7 @@ impl Shared {
                 ctrl: tx,
             },
         );
+        drop(conns);
         (
             ConnGuard {
                 shared: self.clone(),
@@ -182,26 +245,72 @@ impl Shared {
         data: Value,
     ) -> Result<Published, StoreError> {
         let store = self.store();
-        let p = store.publish_once(id, channel, data).await?;
-        if !p.duplicate {
-            let _ = self.notify.send(Notice {
-                channel: Arc::from(p.channel.as_str()),
-                seq: p.seq,
-            });
+        let p = store
+            .publish_once(id, channel, data)
+            .await
+            .inspect_err(|e| self.store_failed(e))?;
+        if p.duplicate {
+            self.metrics.duplicate();
+        } else {
+            self.announce(&p.channel, p.seq);
         }
         Ok(p)
     }
 
-    fn broadcast_ctrl(&self, pred: impl Fn(&ConnEntry) -> bool, ctrl: Control) -> usize {
-        let conns = lock(&self.conns);
-        let mut n = 0;
-        for c in conns.values().filter(|c| pred(c)) {
-            if c.ctrl.try_send(ctrl.clone()).is_ok() {
-                n += 1;
-            }
-        }
-        n
+    /// Append without dedupe, then wake subscribers.
+    pub async fn publish(&self, channel: &str, data: Value) -> Result<Published, StoreError> {
+        let seq = self
+            .store()
+            .append(channel, data)
+            .await
+            .inspect_err(|e| self.store_failed(e))?;
+        self.announce(channel, seq);
+        Ok(Published {
+            channel: channel.to_owned(),
+            seq,
+            duplicate: false,
+        })
     }
+
+    /// Count a store failure that is the backend's (not a refused channel).
+    pub fn store_failed(&self, e: &StoreError) {
+        if matches!(e, StoreError::Backend(_)) {
+            self.metrics.store_error();
+        }
+    }
+
+    /// Wake the local connections behind `channel`'s `seq`, unless the store does it.
+    pub fn announce(&self, channel: &str, seq: u64) {
+        self.metrics.published();
+        if !self.store_fans_out {
+            let _ = self.notify.send(Notice {
+                channel: Arc::from(channel),
+                seq,
+                all: false,
+            });
+        }
+    }
+
+    /// The shared store is reachable (new handshakes are refused with `not_ready` otherwise).
+    pub fn store_available(&self) -> bool {
+        self.store().available()
+    }
+
+    fn broadcast_ctrl(&self, pred: impl Fn(&ConnEntry) -> bool, ctrl: Control) -> usize {
+        tell(&lock(&self.conns), pred, ctrl)
+    }
+}
+
+/// Send `ctrl` to the registered connections `pred` selects; how many took it.
+fn tell(
+    conns: &HashMap<u64, ConnEntry>,
+    pred: impl Fn(&ConnEntry) -> bool,
+    ctrl: Control,
+) -> usize {
+    conns
+        .values()
+        .filter(|c| pred(c) && c.ctrl.try_send(ctrl.clone()).is_ok())
+        .count()
 }
 
 /// Unregisters a connection when dropped.
@@ -251,6 +360,7 @@ impl ServerState {
             .clone()
             .unwrap_or_else(|| format!("tether-{:08x}", random_u64() as u32));
         let (notify, _) = broadcast::channel(4096);
+        let store_fans_out = store.attach(crate::store::FanoutSink::new(notify.clone()));
         let shared = Shared {
             server_id,
             policy: RwLock::new(config.policy.clone()),
@@ -264,11 +374,14 @@ impl ServerState {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             notify,
+            store_fans_out,
             kill: watch::channel(0).0,
             shutdown: watch::channel(false).0,
             listen: watch::channel(ListenMode::Listening).0,
             listen_applied: watch::channel(ListenMode::Listening).0,
             lp_followups: Mutex::new(VecDeque::new()),
+            metrics: crate::metrics::Metrics::default(),
+            ws_refusals: crate::diagnose::Refusals::default(),
             cfg: config,
         };
         Ok(ServerState {
@@ -303,14 +416,29 @@ impl ServerState {
 
     /// Publish from the server side (no dedupe); returns the message's seq.
     pub async fn publish(&self, channel: &str, data: Value) -> Result<u64, ServerError> {
-        let seq = self.shared.store().append(channel, data).await?;
+        let seq = self.shared.publish(channel, data).await?.seq;
         self.shared
             .record(LogEntry::new(LogKind::Action).detail(format!("publish {channel}#{seq}")));
-        let _ = self.shared.notify.send(Notice {
-            channel: Arc::from(channel),
-            seq,
-        });
         Ok(seq)
+    }
+
+    /// Publish from the server side with an idempotency key (OUTBOX-5): a repeated `id`
+    /// appends nothing and answers the original channel and seq with `duplicate: true`.
+    pub async fn publish_once(
+        &self,
+        id: &str,
+        channel: &str,
+        data: Value,
+    ) -> Result<Published, ServerError> {
+        let p = self.shared.publish_once(id, channel, data).await?;
+        self.shared
+            .record(LogEntry::new(LogKind::Action).detail(format!(
+                "publish {}#{}{}",
+                p.channel,
+                p.seq,
+                if p.duplicate { " (duplicate id)" } else { "" }
+            )));
+        Ok(p)
     }
 
     /// Change the policy announced in later hellos.
@@ -326,14 +454,15 @@ impl ServerState {
     /// and refuse new handshakes with 503 until [`undrain`](Self::undrain). Returns how many
     /// connections were told.
     pub fn drain(&self, from_ms: u64, to_ms: u64) -> usize {
+        // The registry's lock from the state to the last notice (see `register`).
+        let conns = lock(&self.shared.conns);
         *lock(&self.shared.drain) = Some(DrainState {
             from_ms,
             to_ms,
             since: Instant::now(),
         });
-        let n = self
-            .shared
-            .broadcast_ctrl(|_| true, Control::Drain { from_ms, to_ms });
+        let n = tell(&conns, |_| true, Control::Drain { from_ms, to_ms });
+        drop(conns);
         self.shared.record(
             LogEntry::new(LogKind::Action)
                 .detail(format!("drain {from_ms}..{to_ms} to {n} connections")),
@@ -370,9 +499,10 @@ impl ServerState {
     }
 
     /// Simulated restart: drop every connection at once (no close frame); with `lose_state`
-    /// the store is replaced by an empty [`MemoryStore`] with a new epoch.
+    /// the store is replaced by an empty [`MemoryStore`] with a new epoch (not a store shared
+    /// with other instances: that one outlives an instance, so it is kept).
     pub fn restart(&self, lose_state: bool) {
-        if lose_state {
+        if lose_state && !self.shared.store_fans_out {
             let store = MemoryStore::new(memory_config(&self.shared.cfg));
             *self.shared.store.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(store);
         }
@@ -527,6 +657,27 @@ impl ServerState {
         self.shared.faults.rules()
     }
 
+    /// The Prometheus metrics text (what `GET /metrics` answers).
+    pub fn metrics_text(&self) -> String {
+        let sh = &self.shared;
+        let connections = {
+            let conns = lock(&sh.conns);
+            crate::metrics::by_transport(conns.values().map(|c| c.transport))
+        };
+        let store = sh.store();
+        sh.metrics.render(&crate::metrics::Gauges {
+            connections,
+            store_available: store.available(),
+            draining: sh.draining().is_some(),
+            store: store.counters(),
+        })
+    }
+
+    /// Handshakes accepted so far (every transport).
+    pub fn handshakes(&self) -> u64 {
+        self.shared.metrics.handshakes()
+    }
+
     /// The router serving the endpoints (see [`router`](crate::router)).
     pub fn router(&self) -> axum::Router {
         crate::router(self.clone())
@@ -539,5 +690,66 @@ pub(crate) fn memory_config(cfg: &ServerConfig) -> MemoryStoreConfig {
         max_channels: cfg.max_channels,
         dedupe_ttl: cfg.dedupe_ttl,
         dedupe_capacity: cfg.dedupe_capacity,
+    }
+}
+
+/// A handle for the application's own code to publish (cheap to clone; what
+/// [`ServerState::publisher`] gives). Publishes go through the store like every other, so
+/// with a shared store they reach the connections of every instance.
+#[derive(Clone)]
+pub struct Publisher {
+    state: ServerState,
+}
+
+impl Publisher {
+    /// Append `data` to `channel`; the message's seq.
+    pub async fn publish(&self, channel: &str, data: Value) -> Result<u64, ServerError> {
+        self.state.publish(channel, data).await
+    }
+
+    /// Append with an idempotency key (OUTBOX-5): a repeated `id` appends nothing and
+    /// answers the original channel and seq, `duplicate: true`.
+    pub async fn publish_once(
+        &self,
+        id: &str,
+        channel: &str,
+        data: Value,
+    ) -> Result<Published, ServerError> {
+        self.state.publish_once(id, channel, data).await
+    }
+}
+
+impl ServerState {
+    /// A publish handle for the application's code.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            state: self.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drains(rx: &mut mpsc::Receiver<Control>) -> usize {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter(|c| matches!(c, Control::Drain { .. }))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn drain_3_a_connection_registered_before_or_after_the_drain_began_is_told_once() {
+        let state = ServerState::new(ServerConfig::default()).expect("state");
+        let (_before, mut told_before) = state.shared.register(1, "sse", None);
+        assert_eq!(state.drain(0, 600), 1);
+        // Passed the handshake's drain check before the drain, registered after it (a poll
+        // that waited on the store in between): told at registration.
+        let (_after, mut told_after) = state.shared.register(2, "long_poll", None);
+        assert_eq!(drains(&mut told_before), 1);
+        assert_eq!(drains(&mut told_after), 1);
+        state.undrain();
+        let (_later, mut not_told) = state.shared.register(3, "websocket", None);
+        assert_eq!(drains(&mut not_told), 0);
     }
 }

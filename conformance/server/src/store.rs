@@ -1,6 +1,7 @@
 //! Channel state behind the `ChannelStore` trait: per-channel seq, bounded replay rings, publish-id dedupe (ADR-2, RESUME-3, OUTBOX-5).
 
 use crate::error::StoreError;
+use crate::state::Notice;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -42,9 +43,42 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// Where a store shared by several instances announces appends (its own instance's and every
+/// other's) to the connections of one instance ([`ChannelStore::attach`]).
+#[derive(Clone, Debug)]
+pub struct FanoutSink {
+    tx: tokio::sync::broadcast::Sender<Notice>,
+}
+
+impl FanoutSink {
+    pub(crate) fn new(tx: tokio::sync::broadcast::Sender<Notice>) -> FanoutSink {
+        FanoutSink { tx }
+    }
+
+    /// A message was appended to `channel` with `seq`: wake the connections behind it.
+    pub fn appended(&self, channel: &str, seq: u64) {
+        let _ = self.tx.send(Notice {
+            channel: Arc::from(channel),
+            seq,
+            all: false,
+        });
+    }
+
+    /// Announcements may have been missed (the fan-out link was down): every connection
+    /// catches up on every channel from the store.
+    pub fn resync(&self) {
+        let _ = self.tx.send(Notice {
+            channel: Arc::from(""),
+            seq: 0,
+            all: true,
+        });
+    }
+}
+
 /// Shared server-side state (ADR-2). Every handler goes through this trait, so a store shared
-/// by several instances (Redis: `INCR` + a capped list per channel, `SET NX EX` for publish
-/// ids, in one script for `publish_once`) can replace [`MemoryStore`] without touching them.
+/// by several instances ([`RedisStore`](crate::RedisStore): a stream per channel, `INCR` for
+/// seq, `SET EX` for publish ids, one script per operation, pub/sub for fan-out) replaces
+/// [`MemoryStore`] without touching them.
 pub trait ChannelStore: Send + Sync + 'static {
     /// Identifies this store's lifetime: a store that lost its memory has a new epoch, and
     /// cursors of another epoch are answered with `reset` (RESUME-4).
@@ -77,6 +111,26 @@ pub trait ChannelStore: Send + Sync + 'static {
         channel: &'a str,
         data: Value,
     ) -> BoxFuture<'a, Result<Published, StoreError>>;
+
+    /// False while the backend is unreachable: the server then answers `/ready` and new
+    /// handshakes with 503 `not_ready` + `Retry-After` (WIRE-10). Must be cheap (no I/O).
+    fn available(&self) -> bool {
+        true
+    }
+
+    /// Called once per server state using this store. A store that fans out across
+    /// instances keeps `sink` and announces every append through it (this instance's too),
+    /// and returns true; the state then does not announce local appends itself.
+    fn attach(&self, sink: FanoutSink) -> bool {
+        let _ = sink;
+        false
+    }
+
+    /// Store-specific counters for `/metrics`: `(name, help, value)`, each exported as
+    /// `tether_store_<name>`.
+    fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Limits of a [`MemoryStore`].

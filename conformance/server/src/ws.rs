@@ -1,5 +1,7 @@
 //! `GET /ws`: the WebSocket transport (one JSON frame per text message), with its faults.
 
+use crate::auth::AuthRefusal;
+use crate::diagnose::{self, Peer};
 use crate::faults::{Fault, FaultTarget};
 use crate::http::{
     bad_params, gate, log_out, log_request, refuse, swallow, tether_error, Gate, Params,
@@ -32,6 +34,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 const T: &str = "websocket";
+/// Initial read buffer of a connection.
+const READ_BUFFER: usize = 4 * 1024;
 /// Malformed client frames tolerated per connection before closing with 4002 (WIRE-6).
 const MAX_MALFORMED: u32 = 16;
 
@@ -74,20 +78,19 @@ pub(crate) async fn handler(st: ServerState, alt: bool, mut req: Request) -> Res
             return bad_params(&shared, T, b);
         }
     };
+    let Some(key) = upgrade_key(req.headers()) else {
+        return diagnosis(&shared, &req, &params, path);
+    };
     log_request(&shared, T, Some(&params), true, path.clone());
     let fault = match gate(&shared, FaultTarget::WebSocket, &params, true, alt, &path) {
         Gate::Pass(f) => f,
+        Gate::Answer(r) if req.headers().contains_key(header::ORIGIN) => {
+            // A browser cannot read this answer: keep it for its diagnosis (WEB-3).
+            let k = diagnose::key(req.extensions().get::<Peer>().copied(), req.uri().query());
+            return shared.ws_refusals.remember(k, r).await;
+        }
         Gate::Answer(r) => return r,
         Gate::Swallow => return swallow(&shared).await,
-    };
-    let Some(key) = upgrade_key(req.headers()) else {
-        let resp = tether_error(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
-            None,
-            "not a WebSocket upgrade request",
-        );
-        return refuse(&shared, T, None, resp);
     };
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
         let resp = tether_error(
@@ -124,6 +127,57 @@ pub(crate) async fn handler(st: ServerState, alt: bool, mut req: Request) -> Res
     resp
 }
 
+/// A `GET /ws` without upgrade headers: a browser asking why its upgrade was refused (WEB-3).
+/// Not a handshake: no fault or admission applies. The answer is the refusal that upgrade got
+/// (remembered briefly), else drain's or auth's refusal now, else `426 upgrade_required`.
+fn diagnosis(shared: &Arc<Shared>, req: &Request, params: &Params, path: String) -> Response {
+    log_request(
+        shared,
+        T,
+        Some(params),
+        false,
+        format!("{path} (no upgrade: diagnosis)"),
+    );
+    let k = diagnose::key(req.extensions().get::<Peer>().copied(), req.uri().query());
+    if let Some(r) = shared.ws_refusals.take(&k) {
+        shared.record(
+            LogEntry::new(LogKind::Action)
+                .transport(T)
+                .status(r.status().as_u16())
+                .detail("diagnosis answered with the upgrade's refusal"),
+        );
+        return r;
+    }
+    if let Some(d) = shared.draining() {
+        let resp = tether_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            Some(shared.drain_retry_after(&d)),
+            "server is draining",
+        );
+        return refuse(shared, T, None, resp);
+    }
+    let refusal = match shared.check_auth(params.token.as_deref()) {
+        Ok(_) => None,
+        Err(AuthRefusal::Expired) => Some((
+            StatusCode::UNAUTHORIZED,
+            "auth_expired",
+            "missing, unknown or expired token",
+        )),
+        Err(AuthRefusal::Forbidden) => Some((
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this client is not allowed",
+        )),
+    };
+    let (status, code, message) = refusal.unwrap_or((
+        StatusCode::UPGRADE_REQUIRED,
+        "upgrade_required",
+        "not a WebSocket upgrade request",
+    ));
+    refuse(shared, T, None, tether_error(status, code, None, message))
+}
+
 struct Conn {
     ws: WebSocketStream<TokioIo<Upgraded>>,
     shared: Arc<Shared>,
@@ -133,6 +187,8 @@ struct Conn {
     shaper: Option<Shaper>,
     /// `reject_publish`: the error code publishes get.
     reject: Option<String>,
+    /// The connection's token (AUTH-5 checks on subscribe and publish).
+    token: Option<String>,
 }
 
 /// How the loop ended.
@@ -157,7 +213,10 @@ async fn run(
     kill: watch::Receiver<u64>,
 ) {
     let max = shared.cfg.max_frame_bytes;
+    // A small read buffer: tungstenite zero-fills the whole buffer, so its 128 KiB default
+    // is resident in every idle connection; it grows for larger messages (up to `max`).
     let cfg = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     let ws = WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(cfg)).await;
@@ -173,6 +232,7 @@ async fn run(
             Some(Fault::RejectPublish { code }) => Some(code.clone()),
             _ => None,
         },
+        token: params.token.clone(),
     };
     let end = conn.drive(&params, fault, notices, kill, ctrl).await;
     shared.record(
@@ -197,11 +257,30 @@ impl Conn {
         self.send_msg(Message::text(f.encode())).await
     }
 
+    /// Send frames with one flush for the batch (a replay or a catch-up is one write, not one
+    /// system call per message).
     async fn send_all(&mut self, frames: &[ServerFrame]) -> Result<(), End> {
-        for f in frames {
-            self.send(f).await?;
+        if frames.len() <= 1 {
+            for f in frames {
+                self.send(f).await?;
+            }
+            return Ok(());
         }
-        Ok(())
+        let (shared, id) = (self.shared.clone(), self.id);
+        let ws = &mut self.ws;
+        let r = tokio::time::timeout(shared.cfg.send_timeout, async {
+            for f in frames {
+                log_out(&shared, T, Some(id), f);
+                ws.feed(Message::text(f.encode())).await?;
+            }
+            ws.flush().await
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("send failed: {e}")),
+            Err(_) => Err("send timed out".into()),
+        }
     }
 
     /// Send a close frame (1005 = none), wait briefly for the client's, and say so.
@@ -532,6 +611,17 @@ impl Conn {
         self.shared.record(e);
         match frame {
             ClientFrame::Subscribe { channel } => {
+                if !self.shared.may_subscribe(self.token.as_deref(), &channel) {
+                    // AUTH-5: a channel the token may not use is a terminal refusal.
+                    let f = ServerFrame::Error {
+                        code: "forbidden".into(),
+                        message: Some(format!("channel {channel} is not permitted")),
+                        id: None,
+                        terminal: true,
+                    };
+                    self.send(&f).await?;
+                    return Err(self.close(4003, "forbidden").await);
+                }
                 if !session.positions.contains_key(&channel)
                     && session.positions.len() >= self.shared.cfg.max_channels_per_connection
                 {
@@ -563,7 +653,27 @@ impl Conn {
             ClientFrame::Publish { id, channel, data } => {
                 let f = match &self.reject {
                     Some(code) => crate::send::reject_publish(code, id),
-                    None => handle_publish(&self.shared, id, channel, data).await,
+                    None => {
+                        match handle_publish(&self.shared, self.token.as_deref(), id, channel, data)
+                            .await
+                        {
+                            Ok(f) if self.shared.faults.take_drop_ack(FaultTarget::WebSocket) => {
+                                let _ = f;
+                                self.notes(vec![
+                                    "drop_ack: publish stored, connection cut before its ack"
+                                        .into(),
+                                ]);
+                                return Err("cut (drop_ack)".into());
+                            }
+                            Ok(f) => f,
+                            Err(_) => {
+                                // Not stored, not acknowledged: the client keeps it and sends
+                                // it again after the hint (READY-1, close 4009).
+                                let ms = self.shared.cfg.not_ready_retry_after.as_millis();
+                                return Err(self.close(4009, &ms.to_string()).await);
+                            }
+                        }
+                    }
                 };
                 self.send(&f).await
             }

@@ -3,11 +3,13 @@
 use crate::clock::{Clock, TokioClock};
 use crate::driver::{Command, Driver, Hub};
 use crate::error::ClientError;
+use crate::inbox::{trim, Inbox, Take};
 use crate::token::TokenProvider;
 use crate::transport::{self, http, Io};
 use futures_util::Stream;
 use serde_json::Value;
 use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
@@ -18,7 +20,7 @@ use tether_engine::{
     Config, DropPolicy, DropReason, Engine, Event, MemoryStore, Network, PolicyWire, State, Store,
     TransportKind,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use url::Url;
 
 /// One event for the application, stamped with the time since the client was built.
@@ -90,27 +92,59 @@ impl Future for PublishHandle {
 /// The events of one client, from the moment [`Client::events`] was called. Unbounded so
 /// nothing is lost: a subscriber that stops reading keeps its backlog in memory, so drop
 /// streams you no longer read. Ends when the client's driver ends.
-#[derive(Debug)]
+///
+/// The driver hands over each wake-up's events at once; the stream then serves them one by
+/// one from its own buffer, without a lock or a wake-up per event.
 pub struct EventStream {
-    rx: mpsc::UnboundedReceiver<ClientEvent>,
+    inbox: Arc<Inbox<ClientEvent>>,
+    buf: VecDeque<ClientEvent>,
+}
+
+impl core::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EventStream {
     /// The next event, `None` once the driver has ended.
     pub async fn recv(&mut self) -> Option<ClientEvent> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 
     /// An event already waiting, if any (never waits).
     pub fn try_recv(&mut self) -> Option<ClientEvent> {
-        self.rx.try_recv().ok()
+        if self.buf.is_empty() {
+            self.inbox.take_now(&mut self.buf);
+        }
+        self.buf.pop_front()
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ClientEvent>> {
+        if let Some(ev) = self.buf.pop_front() {
+            return Poll::Ready(Some(ev));
+        }
+        trim(&mut self.buf);
+        match self.inbox.poll_take(cx, &mut self.buf) {
+            Poll::Ready(Take::Items) => Poll::Ready(self.buf.pop_front()),
+            Poll::Ready(Take::Ended) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.inbox.close_receiver();
     }
 }
 
 impl Stream for EventStream {
     type Item = ClientEvent;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ClientEvent>> {
-        self.rx.poll_recv(cx)
+        self.poll_event(cx)
     }
 }
 
@@ -206,8 +240,10 @@ impl ClientBuilder {
         self
     }
 
-    /// The WebSocket read buffer per connection (default 8 KiB; tungstenite's own default is
-    /// 128 KiB). See [`crate::transport_settings`].
+    /// The most a WebSocket reads from its socket at once (default 64 KiB). The buffer is
+    /// allocated only while bytes arrive and given back when the socket is drained, so idle
+    /// connections hold none; larger frames are read straight into their own allocation.
+    /// See [`crate::transport_settings`].
     pub fn ws_read_buffer(mut self, bytes: usize) -> Self {
         self.ws_read_buffer = bytes;
         self
@@ -236,14 +272,14 @@ impl ClientBuilder {
         }
         validate_policy(&self.policy)?;
         let tls = http::shared_tls().map_err(ClientError::Setup)?;
-        let (events_tx, events_rx) = mpsc::channel(transport::EVENT_QUEUE);
+        let inbox = Arc::new(Inbox::new(transport::EVENT_QUEUE));
         let io = Arc::new(Io {
             endpoint,
             http: std::sync::OnceLock::new(),
             tls,
-            ws_config: transport::ws::config(self.ws_read_buffer, self.max_frame_bytes),
+            ws: transport::ws::settings(self.ws_read_buffer, self.max_frame_bytes),
             max_frame_bytes: self.max_frame_bytes,
-            events: events_tx,
+            events: inbox.clone(),
         });
         let clock: Arc<dyn Clock> = match self.clock {
             Some(c) => c,
@@ -266,15 +302,15 @@ impl ClientBuilder {
         let start = clock.now();
         let engine = Engine::new(config, store, start, clock.wall_unix_ms());
         let (state_tx, state_rx) = watch::channel(engine.state().clone());
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let commands = Arc::new(Inbox::new(usize::MAX));
         let hub = Arc::new(Hub::default());
         let driver = Driver::new(
             engine,
             clock,
             start,
             io,
-            events_rx,
-            cmd_rx,
+            inbox,
+            commands.clone(),
             hub.clone(),
             state_tx,
             self.token_provider,
@@ -282,7 +318,7 @@ impl ClientBuilder {
         runtime.spawn(driver.run());
         Ok(Client {
             inner: Arc::new(Inner {
-                cmd: cmd_tx,
+                cmd: commands,
                 state: state_rx,
                 hub,
             }),
@@ -305,51 +341,9 @@ fn parse_endpoint(endpoint: &str) -> Result<Url, ClientError> {
     Ok(url)
 }
 
-/// BACKOFF-9: app overrides are validated (floor >= 1 ms, base >= floor, cap >= base,
-/// multiplier in [1, 10]), not clamped.
+/// BACKOFF-9: the engine's rule ([`PolicyWire::validate_overrides`]), as a typed error.
 fn validate_policy(p: &PolicyWire) -> Result<(), ClientError> {
-    let bad = |m: String| Err(ClientError::InvalidConfig(m));
-    let fields = [
-        ("floor_ms", p.floor_ms),
-        ("base_ms", p.base_ms),
-        ("cap_ms", p.cap_ms),
-        ("multiplier", p.multiplier),
-        ("max_attempts", p.max_attempts),
-        ("max_elapsed_ms", p.max_elapsed_ms),
-        ("heartbeat_ms", p.heartbeat_ms),
-        ("heartbeat_grace_ms", p.heartbeat_grace_ms),
-        ("open_timeout_ms", p.open_timeout_ms),
-        ("poll_hold_ms", p.poll_hold_ms),
-        ("probe_interval_ms", p.probe_interval_ms),
-        ("upgrade_after_ms", p.upgrade_after_ms),
-        ("outbox_max_count", p.outbox_max_count),
-        ("outbox_max_bytes", p.outbox_max_bytes),
-        ("outbox_max_age_ms", p.outbox_max_age_ms),
-    ];
-    for (name, v) in fields {
-        if let Some(v) = v {
-            if !v.is_finite() || v < 0.0 {
-                return bad(format!("{name} must be a finite, non-negative number"));
-            }
-        }
-    }
-    if p.floor_ms.is_some_and(|f| f < 1.0) {
-        return bad("floor_ms must be at least 1".into());
-    }
-    if p.multiplier.is_some_and(|m| !(1.0..=10.0).contains(&m)) {
-        return bad("multiplier must be within [1, 10]".into());
-    }
-    if let (Some(f), Some(b)) = (p.floor_ms, p.base_ms) {
-        if b < f {
-            return bad("base_ms must be >= floor_ms".into());
-        }
-    }
-    if let (Some(b), Some(c)) = (p.base_ms, p.cap_ms) {
-        if c < b {
-            return bad("cap_ms must be >= base_ms".into());
-        }
-    }
-    Ok(())
+    p.validate_overrides().map_err(ClientError::InvalidConfig)
 }
 
 /// 64 bits of OS randomness: std's `RandomState` keys come from the OS; mixed with the time.
@@ -374,9 +368,16 @@ fn os_entropy() -> u64 {
 }
 
 struct Inner {
-    cmd: mpsc::UnboundedSender<Command>,
+    cmd: Arc<Inbox<Command>>,
     state: watch::Receiver<State>,
     hub: Arc<Hub>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: the driver closes the connection and ends.
+    fn drop(&mut self) {
+        self.cmd.close_senders();
+    }
 }
 
 /// A Tether client: cheap to clone, `Send + Sync`; every clone drives the same connection.
@@ -406,7 +407,7 @@ impl Client {
     fn send(&self, cmd: Command) -> Result<(), ClientError> {
         self.inner
             .cmd
-            .send(cmd)
+            .send_now(cmd)
             .map_err(|_| ClientError::DriverGone)
     }
 
@@ -478,7 +479,8 @@ impl Client {
     /// A new, independent subscriber to this client's events from now on.
     pub fn events(&self) -> EventStream {
         EventStream {
-            rx: self.inner.hub.subscribe(),
+            inbox: self.inner.hub.subscribe(),
+            buf: VecDeque::new(),
         }
     }
 

@@ -1,25 +1,32 @@
 //! The driver: one tokio task per client feeding the engine its inputs and performing its actions.
 //!
-//! It selects over transport events, application commands, token/readiness answers and one
-//! timer armed at the engine's `poll_timeout`. After every input it drains `poll_action`
-//! (performing each), then `poll_event` (updating the state watch, resolving publish handles
-//! and fanning out to subscribers). No reconnection logic lives here: the engine decides,
-//! the driver obeys.
+//! Each wake-up takes every input that is ready: application commands, the messages waiting
+//! on its WebSocket (read by this task itself, at most `READ_BATCH` per connection), events of
+//! task-run connections (SSE, long-poll, `POST /send`) and helper answers from its inbox, and
+//! the timer armed at the engine's `poll_timeout`. Each input is handed to the engine, then
+//! `poll_action` is drained (performing each action) and `poll_event` (updating the state
+//! watch, resolving publish handles, collecting events); the collected events reach every
+//! subscriber in one hand-off per wake-up. No reconnection logic lives here: the engine
+//! decides, the driver obeys.
 
 use crate::client::{Ack, ClientEvent, Dropped, PublishOutcome};
 use crate::clock::Clock;
+use crate::inbox::{trim, Inbox, Take};
 use crate::token::TokenProvider;
+use crate::transport::ws::WsConn;
 use crate::transport::{self, http, ConnCommand, ConnHandle, Io};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tether_engine::{
     Action, CallError, ConnId, Engine, Event, Instant, Network, ReadyAnswer, State, Token,
-    TokenError, TransportEvent,
+    TokenError, TransportEvent, TransportKind,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 /// What the public API asks of the driver.
 pub(crate) enum Command {
@@ -47,8 +54,10 @@ pub(crate) enum Command {
 /// The answer to a publish command: the id and the receiver of its outcome.
 pub(crate) type PublishReply = Result<(String, oneshot::Receiver<PublishOutcome>), CallError>;
 
-/// Answers of helper tasks (token provider, readiness probe).
-enum Answer {
+/// What other tasks send the driver: events of task-run connections and helper answers
+/// (token provider, readiness probe).
+pub(crate) enum Incoming {
+    Transport(ConnId, TransportEvent),
     Token {
         request: u64,
         result: Result<String, TokenError>,
@@ -60,33 +69,58 @@ enum Answer {
 }
 
 /// The event subscribers of one client.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Hub {
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<ClientEvent>>>,
+    subscribers: Mutex<Subscribers>,
+}
+
+#[derive(Default)]
+struct Subscribers {
+    inboxes: Vec<Arc<Inbox<ClientEvent>>>,
+    /// The driver ended: new subscribers get an ended stream.
+    ended: bool,
+}
+
+impl core::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
 }
 
 impl Hub {
-    pub(crate) fn subscribe(&self) -> mpsc::UnboundedReceiver<ClientEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        if let Ok(mut subs) = self.subscribers.lock() {
-            subs.push(tx);
+    pub(crate) fn subscribe(&self) -> Arc<Inbox<ClientEvent>> {
+        let inbox = Arc::new(Inbox::new(usize::MAX));
+        match self.subscribers.lock() {
+            Ok(mut subs) if !subs.ended => subs.inboxes.push(inbox.clone()),
+            _ => inbox.close_senders(),
         }
-        rx
+        inbox
     }
 
+    /// Hand one wake-up's events to every subscriber: one lock and one wake-up each.
     fn publish(&self, events: Vec<ClientEvent>) {
         let Ok(mut subs) = self.subscribers.lock() else {
             return;
         };
-        subs.retain(|s| !s.is_closed());
-        let Some((last, rest)) = subs.split_last() else {
+        subs.inboxes.retain(|s| !s.receiver_gone());
+        let Some((last, rest)) = subs.inboxes.split_last() else {
             return;
         };
-        for ev in events {
-            for s in rest {
-                let _ = s.send(ev.clone());
-            }
-            let _ = last.send(ev);
+        for s in rest {
+            s.send_all(events.clone());
+        }
+        last.send_all(events);
+    }
+
+    /// The driver ended: every stream ends once drained.
+    fn end(&self) {
+        let mut subs = match self.subscribers.lock() {
+            Ok(s) => s,
+            Err(e) => e.into_inner(),
+        };
+        subs.ended = true;
+        for s in subs.inboxes.drain(..) {
+            s.close_senders();
         }
     }
 }
@@ -97,40 +131,75 @@ struct Timer {
     sleep: BoxFuture<'static, ()>,
 }
 
+/// A live connection: read by the driver (WebSocket) or run by a task (SSE, long-poll).
+enum Conn {
+    Ws(WsConn),
+    Task(ConnHandle),
+}
+
 pub(crate) struct Driver {
     engine: Engine,
     clock: Arc<dyn Clock>,
     start: Instant,
     io: Arc<Io>,
-    transport_rx: mpsc::Receiver<(ConnId, TransportEvent)>,
-    cmd_rx: mpsc::UnboundedReceiver<Command>,
-    answer_tx: mpsc::UnboundedSender<Answer>,
-    answer_rx: mpsc::UnboundedReceiver<Answer>,
+    /// Commands from the `Client` handles.
+    commands: Arc<Inbox<Command>>,
+    /// Events of task-run connections and helper answers.
+    inbox: Arc<Inbox<Incoming>>,
     hub: Arc<Hub>,
     state_tx: watch::Sender<State>,
     tokens: Option<Arc<dyn TokenProvider>>,
-    conns: HashMap<ConnId, ConnHandle>,
+    /// Live connections (rarely more than two: make-before-break).
+    conns: Vec<(ConnId, Conn)>,
     pending: HashMap<String, Vec<oneshot::Sender<PublishOutcome>>>,
     timer: Option<Timer>,
     /// The last scheduled reconnect delay, for the next attempt's span.
     last_delay: Option<Duration>,
-    /// Transport events taken in one wake-up.
-    batch: Vec<(ConnId, TransportEvent)>,
+    /// Inputs taken in one wake-up.
+    woke: Woke,
     /// Events drained from the engine, not yet handed to subscribers.
     out: Vec<ClientEvent>,
 }
 
-/// At most this many queued transport events are taken per wake-up; each is still its own
-/// engine input followed by a full drain, only the hand-off to subscribers is batched.
-const TRANSPORT_BATCH: usize = 64;
+/// What one wake-up took.
+#[derive(Default)]
+struct Woke {
+    commands: VecDeque<Command>,
+    /// Every `Client` handle is gone.
+    commands_ended: bool,
+    incoming: VecDeque<Incoming>,
+    /// Events read from the WebSockets, in order per connection.
+    ws: Vec<(ConnId, TransportEvent)>,
+    ws_scratch: Vec<TransportEvent>,
+    timeout: bool,
+    /// Inputs the last wake-up took.
+    took: usize,
+}
 
-/// What woke the driver.
-enum Input {
-    Command(Option<Command>),
-    /// Transport events were moved into `Driver::batch`.
-    Transport,
-    Answer(Answer),
-    Timeout,
+impl Woke {
+    /// After a burst (a wake-up that took few inputs), give large buffers back.
+    fn trim(&mut self) {
+        if self.took >= 16 {
+            return;
+        }
+        trim(&mut self.commands);
+        trim(&mut self.incoming);
+        if self.ws.capacity() > 16 {
+            self.ws = Vec::new();
+        }
+        if self.ws_scratch.capacity() > 16 {
+            self.ws_scratch = Vec::new();
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // However the task ends (returned, aborted at runtime shutdown), nobody waits on it.
+        self.hub.end();
+        self.commands.close_receiver();
+        self.inbox.close_receiver();
+    }
 }
 
 impl Driver {
@@ -140,98 +209,156 @@ impl Driver {
         clock: Arc<dyn Clock>,
         start: Instant,
         io: Arc<Io>,
-        transport_rx: mpsc::Receiver<(ConnId, TransportEvent)>,
-        cmd_rx: mpsc::UnboundedReceiver<Command>,
+        inbox: Arc<Inbox<Incoming>>,
+        commands: Arc<Inbox<Command>>,
         hub: Arc<Hub>,
         state_tx: watch::Sender<State>,
         tokens: Option<Arc<dyn TokenProvider>>,
     ) -> Driver {
-        let (answer_tx, answer_rx) = mpsc::unbounded_channel();
         Driver {
             engine,
             clock,
             start,
             io,
-            transport_rx,
-            cmd_rx,
-            answer_tx,
-            answer_rx,
+            commands,
+            inbox,
             hub,
             state_tx,
             tokens,
-            conns: HashMap::new(),
+            conns: Vec::new(),
             pending: HashMap::new(),
             timer: None,
             last_delay: None,
-            batch: Vec::new(),
+            woke: Woke::default(),
             out: Vec::new(),
         }
     }
 
     /// Run until every [`Client`](crate::Client) handle is dropped.
     pub(crate) async fn run(mut self) {
-        self.drain();
+        let now = self.clock.now();
+        self.drain(now);
         self.publish();
         loop {
             self.arm_timer();
-            let input = {
-                let timer = async {
-                    match self.timer.as_mut() {
-                        Some(t) => (&mut t.sleep).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    cmd = self.cmd_rx.recv() => Input::Command(cmd),
-                    _ = self.transport_rx.recv_many(&mut self.batch, TRANSPORT_BATCH), if !self.transport_rx.is_closed() => Input::Transport,
-                    Some(answer) = self.answer_rx.recv() => Input::Answer(answer),
-                    () = timer => Input::Timeout,
-                }
-            };
+            poll_fn(|cx| self.poll_inputs(cx)).await;
             let now = self.clock.now();
-            match input {
-                Input::Command(None) => {
-                    self.engine.close(now);
-                    self.drain();
-                    self.publish();
-                    tracing::debug!("all client handles dropped; driver ends");
-                    return;
-                }
-                Input::Command(Some(cmd)) => self.on_command(now, cmd),
-                Input::Transport => {
-                    let mut batch = std::mem::take(&mut self.batch);
-                    for (conn, ev) in batch.drain(..) {
-                        if matches!(
-                            ev,
-                            TransportEvent::Closed { .. } | TransportEvent::Failed(_)
-                        ) {
-                            // The task ends by itself after reporting this.
-                            self.conns.remove(&conn);
-                        }
-                        self.engine.handle_transport_event(now, conn, ev);
-                        self.drain();
-                    }
-                    self.batch = batch;
-                }
-                Input::Answer(Answer::Token { request, result }) => {
-                    self.engine
-                        .handle_token(now, request, result.map(Token::new));
-                }
-                Input::Answer(Answer::Ready { probe, answer }) => {
-                    self.engine.handle_ready(now, probe, answer);
-                }
-                Input::Timeout => {
-                    self.timer = None;
-                    // The timer may predate a later deadline (see `arm_timer`): only a due
-                    // deadline is a timeout for the engine.
-                    if self.engine.poll_timeout().is_some_and(|at| at <= now) {
-                        self.engine.handle_timeout(now);
-                    }
+            let go_on = self.handle_inputs(now);
+            self.publish();
+            self.woke.trim();
+            if !go_on {
+                tracing::debug!("all client handles dropped; driver ends");
+                return;
+            }
+        }
+    }
+
+    /// Take every input that is ready; `Ready` when there is at least one.
+    fn poll_inputs(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut ready = false;
+        match self.commands.poll_take(cx, &mut self.woke.commands) {
+            Poll::Ready(Take::Items) => ready = true,
+            Poll::Ready(Take::Ended) => {
+                self.woke.commands_ended = true;
+                ready = true;
+            }
+            Poll::Pending => {}
+        }
+        if self.inbox.poll_take(cx, &mut self.woke.incoming).is_ready() {
+            ready = true;
+        }
+        let woke = &mut self.woke;
+        for (id, conn) in &mut self.conns {
+            if let Conn::Ws(ws) = conn {
+                if ws.poll(cx, &mut woke.ws_scratch).is_ready() {
+                    woke.ws
+                        .extend(woke.ws_scratch.drain(..).map(|ev| (*id, ev)));
+                    ready = true;
                 }
             }
-            self.drain();
-            self.publish();
         }
+        if let Some(t) = self.timer.as_mut() {
+            if t.sleep.as_mut().poll(cx).is_ready() {
+                self.woke.timeout = true;
+                ready = true;
+            }
+        }
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Hand what one wake-up took to the engine; false once the driver should end.
+    fn handle_inputs(&mut self, now: Instant) -> bool {
+        self.woke.took = self.woke.commands.len() + self.woke.incoming.len() + self.woke.ws.len();
+        self.out.reserve(self.woke.took);
+        while let Some(cmd) = self.woke.commands.pop_front() {
+            self.on_command(now, cmd);
+            self.drain(now);
+        }
+        let mut ws = std::mem::take(&mut self.woke.ws);
+        for (conn, ev) in ws.drain(..) {
+            self.on_transport(now, conn, ev);
+        }
+        self.woke.ws = ws;
+        while let Some(input) = self.woke.incoming.pop_front() {
+            match input {
+                Incoming::Transport(conn, ev) => self.on_transport(now, conn, ev),
+                Incoming::Token { request, result } => {
+                    self.engine
+                        .handle_token(now, request, result.map(Token::new));
+                    self.drain(now);
+                }
+                Incoming::Ready { probe, answer } => {
+                    self.engine.handle_ready(now, probe, answer);
+                    self.drain(now);
+                }
+            }
+        }
+        if std::mem::take(&mut self.woke.timeout) {
+            self.timer = None;
+            // The timer may predate a later deadline (see `arm_timer`): only a due
+            // deadline is a timeout for the engine.
+            if self.engine.poll_timeout().is_some_and(|at| at <= now) {
+                self.engine.handle_timeout(now);
+                self.drain(now);
+            }
+        }
+        if self.woke.commands_ended {
+            self.engine.close(now);
+            self.drain(now);
+            return false;
+        }
+        true
+    }
+
+    fn on_transport(&mut self, now: Instant, conn: ConnId, ev: TransportEvent) {
+        if matches!(
+            ev,
+            TransportEvent::Closed { .. } | TransportEvent::Failed(_)
+        ) {
+            // Its end is reported: a task ends by itself, a WebSocket sends what it queued
+            // (a close answer) and goes.
+            if let Some(Conn::Ws(ws)) = self.take_conn(conn) {
+                ws.finish();
+            }
+        }
+        self.engine.handle_transport_event(now, conn, ev);
+        self.drain(now);
+    }
+
+    fn conn(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns
+            .iter_mut()
+            .find(|(c, _)| *c == id)
+            .map(|(_, conn)| conn)
+    }
+
+    fn take_conn(&mut self, id: ConnId) -> Option<Conn> {
+        let i = self.conns.iter().position(|(c, _)| *c == id)?;
+        Some(self.conns.swap_remove(i).1)
     }
 
     /// Keep one timer at the engine's deadline. A deadline that only moved later (the
@@ -276,7 +403,7 @@ impl Driver {
             Command::Network(n) => self.engine.handle_network(now, n),
             Command::Close { reply } => {
                 self.engine.close(now);
-                self.drain();
+                self.drain(now);
                 self.publish();
                 // The outbox stays in the store (CONN-3); nobody will hear about these here.
                 self.pending.clear();
@@ -287,15 +414,15 @@ impl Driver {
 
     /// Perform every action, then take every event (STATE-3: the watch is updated first);
     /// the events reach subscribers at [`Driver::publish`].
-    fn drain(&mut self) {
+    fn drain(&mut self, now: Instant) {
         while let Some(action) = self.engine.poll_action() {
             self.perform(action);
         }
-        let now = self.clock.now();
         let at = now.saturating_duration_since(self.start);
         let mut state_changed = false;
         while let Some(event) = self.engine.poll_event() {
             match &event {
+                Event::Message { .. } => {}
                 Event::StateChanged { from, to, cause } => {
                     state_changed = true;
                     tracing::info!(from = from.name(), %to, %cause, "state changed");
@@ -372,41 +499,45 @@ impl Driver {
                         "opening connection"
                     );
                 });
-                let conn = req.conn;
-                let handle = transport::open(&self.io, req, span);
-                self.conns.insert(conn, handle);
+                let id = req.conn;
+                let conn = if req.transport == TransportKind::WebSocket {
+                    Conn::Ws(WsConn::open(&self.io, req, span))
+                } else {
+                    Conn::Task(transport::open(&self.io, req, span))
+                };
+                self.conns.push((id, conn));
             }
-            Action::Transmit { conn, frames } => {
-                if let Some(h) = self.conns.get(&conn) {
-                    h.send(ConnCommand::Transmit(frames));
-                }
-            }
+            Action::Transmit { conn, frames } => match self.conn(conn) {
+                Some(Conn::Ws(ws)) => ws.transmit(frames),
+                Some(Conn::Task(h)) => h.send(ConnCommand::Transmit(frames)),
+                None => {}
+            },
             Action::Poll {
                 conn,
                 cursor,
                 channels,
             } => {
-                if let Some(h) = self.conns.get(&conn) {
+                if let Some(Conn::Task(h)) = self.conn(conn) {
                     h.send(ConnCommand::Poll { cursor, channels });
                 }
             }
-            Action::Close { conn, code, reason } => {
-                if let Some(h) = self.conns.remove(&conn) {
-                    h.close(code, reason);
-                }
-            }
+            Action::Close { conn, code, reason } => match self.take_conn(conn) {
+                Some(Conn::Ws(ws)) => ws.close(code, &reason),
+                Some(Conn::Task(h)) => h.close(code),
+                None => {}
+            },
             Action::FetchToken { request, forced } => {
-                let tx = self.answer_tx.clone();
+                let inbox = self.inbox.clone();
                 match &self.tokens {
                     Some(p) => {
                         let fut = p.token(forced);
                         tokio::spawn(async move {
                             let result = fut.await;
-                            let _ = tx.send(Answer::Token { request, result });
+                            let _ = inbox.send_now(Incoming::Token { request, result });
                         });
                     }
                     None => {
-                        let _ = tx.send(Answer::Token {
+                        let _ = inbox.send_now(Incoming::Token {
                             request,
                             result: Err(TokenError {
                                 fatal: true,
@@ -417,11 +548,11 @@ impl Driver {
                 }
             }
             Action::ProbeReady { probe } => {
-                let tx = self.answer_tx.clone();
+                let inbox = self.inbox.clone();
                 let io = self.io.clone();
                 tokio::spawn(async move {
                     let answer = http::probe_ready(io).await;
-                    let _ = tx.send(Answer::Ready { probe, answer });
+                    let _ = inbox.send_now(Incoming::Ready { probe, answer });
                 });
             }
         }

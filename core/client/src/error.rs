@@ -8,6 +8,7 @@ use thiserror::Error;
 /// Every variant maps to a stable [`ErrorCode`] with [`ClientError::code`] (SPEC ERR-1), so
 /// applications and bindings can match on codes rather than messages.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The engine refused the call: invalid channel, message too large, outbox full, store failure,
     /// or a call on a closed client.

@@ -3,7 +3,7 @@
 //! A [`Client`] owns one driver task on the current tokio runtime. The driver feeds the
 //! sans-IO [`tether_engine::Engine`] with transport events, application calls and timer
 //! ticks, and performs what the engine decides: which transport to open, when to retry,
-//! what to resend. The transports (WebSocket via tokio-tungstenite, SSE and long-poll via
+//! what to resend. The transports (WebSocket framed by the client itself, SSE and long-poll via
 //! reqwest, TLS by rustls) only report what they see.
 //!
 //! ```
@@ -51,6 +51,7 @@ mod client;
 pub mod clock;
 mod driver;
 mod error;
+mod inbox;
 pub mod store;
 mod token;
 mod transport;
@@ -74,14 +75,17 @@ pub use tether_engine as engine;
 
 /// Buffer and limit settings of the transports, and why.
 ///
-/// - **WebSocket** (tokio-tungstenite): read buffer 8 KiB per connection (tungstenite's default is
-///   128 KiB; set with [`ClientBuilder::ws_read_buffer`]), write buffer target 0 (frames are
-///   written as queued and flushed per batch) with at most 16 × `max_frame_bytes` waiting behind
-///   a slow socket, and `max_message_size` = `max_frame_size` = `max_frame_bytes` (1 MiB by
-///   default, LIMIT-1) instead of 64 MiB / 16 MiB. The handshake's state is boxed and freed once
-///   the connection is open. An idle client (driver task, engine, channels, connection task,
-///   8 KiB read buffer) then keeps about 32 KiB of heap, against 128 KiB for a bare
-///   tokio-tungstenite connection with its defaults (`bench`, measure b').
+/// - **WebSocket** (RFC 6455 framing of its own over tokio's TCP or rustls, polled by the
+///   driver task itself: no connection task, no queue or thread wake-up per message): the read
+///   buffer (64 KiB by default, [`ClientBuilder::ws_read_buffer`]) is allocated only while
+///   bytes arrive and given back once the socket has been quiet for 100 ms, so an idle
+///   connection holds none;
+///   a frame larger than half of it is read straight into its own allocation. Frames queued for
+///   a slow socket wait in a write buffer of at most 16 × `max_frame_bytes` (64 KiB at least),
+///   beyond which the connection fails and is replaced; a message is at most `max_frame_bytes`
+///   (1 MiB by default, LIMIT-1), checked from the frame header before anything is buffered.
+///   The handshake's state is boxed and freed once the connection is open. An idle client
+///   (driver task, engine, inboxes, socket) keeps well under 16 KiB of heap (`bench`, P2).
 /// - **SSE** (reqwest, streaming): the body is never collected; each chunk hyper reads is handed
 ///   to the engine's own incremental WHATWG parser, which bounds lines and events at
 ///   `max_frame_bytes` (LIMIT-3). The same parser runs on every platform;
@@ -89,8 +93,10 @@ pub use tether_engine as engine;
 /// - **Long-poll and `POST /send`** (reqwest): answer bodies are read up to
 ///   16 × `max_frame_bytes` (LIMIT-2); a longer one is cut there and rejected by the engine as
 ///   `frame_too_large`.
-/// - **Bounded queues**: transports report to the driver over a bounded channel (256 events), so
-///   a slow driver slows socket reads instead of buffering.
+/// - **Bounded queues**: SSE and long-poll tasks report to the driver through a bounded inbox
+///   (256 events), so a slow driver slows socket reads instead of buffering; a WebSocket is
+///   read by the driver itself, at most 256 messages per wake-up. Each wake-up's events reach
+///   the application's [`EventStream`]s in one hand-off.
 /// - **Pooled HTTP connections and dead paths** (SSE, long-poll, `POST /send`): NAT gateways
 ///   and cloud load balancers forget idle TCP connections without telling either end (no FIN,
 ///   no RST), after as little as 30 s to a few minutes (AWS ALB: 60 s by default). A request
@@ -110,7 +116,7 @@ pub use tether_engine as engine;
 ///   WebSocket needs none of this: publishes share the stream's socket, and the server's
 ///   pings (HEARTBEAT-2) prove it alive or fail it.
 pub mod transport_settings {
-    /// The default WebSocket read buffer per connection.
+    /// The default WebSocket read buffer (held only while bytes arrive).
     pub const WS_READ_BUFFER: usize = crate::transport::ws::DEFAULT_READ_BUFFER;
     pub use crate::transport::http::{
         POOL_IDLE_TIMEOUT, TCP_KEEPALIVE_IDLE, TCP_KEEPALIVE_INTERVAL, TCP_KEEPALIVE_RETRIES,

@@ -4,6 +4,7 @@ use thiserror::Error;
 
 /// Every error code the client reports (SPEC ERR-1). `as_str` is the stable code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorCode {
     FrameMalformed,
     FrameTooLarge,
@@ -101,6 +102,7 @@ impl core::fmt::Display for ErrorCode {
 
 /// Why a call from the application was refused (publish, subscribe, ...).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CallError {
     #[error("invalid channel name {0:?} (SPEC WIRE-8)")]
     InvalidChannel(String),
@@ -134,6 +136,7 @@ pub struct StoreError(pub String);
 
 /// Why a frame from the server could not be used (SPEC WIRE-6, LIMIT-1).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     #[error("malformed frame: {0}")]
     Malformed(String),
@@ -167,6 +170,39 @@ mod tests {
         for c in ErrorCode::ALL {
             assert!(seen.insert(c.as_str()), "duplicate code {c}");
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+        }
+    }
+
+    /// `ALL` is complete: no wildcard, so a new code does not compile here until it is listed.
+    #[test]
+    fn err_1_all_lists_every_code() {
+        for (i, c) in ErrorCode::ALL.into_iter().enumerate() {
+            let pos = match c {
+                ErrorCode::FrameMalformed => 0,
+                ErrorCode::FrameTooLarge => 1,
+                ErrorCode::SseLineTooLong => 2,
+                ErrorCode::SseEventTooLarge => 3,
+                ErrorCode::InvalidUtf8 => 4,
+                ErrorCode::PolicyClamped => 5,
+                ErrorCode::MessageTooLarge => 6,
+                ErrorCode::InvalidChannel => 7,
+                ErrorCode::OutboxFull => 8,
+                ErrorCode::StoreFailed => 9,
+                ErrorCode::Closed => 10,
+                ErrorCode::AuthExpired => 11,
+                ErrorCode::AuthFailed => 12,
+                ErrorCode::Forbidden => 13,
+                ErrorCode::NotFound => 14,
+                ErrorCode::ProtocolVersion => 15,
+                ErrorCode::BadRequest => 16,
+                ErrorCode::AttemptsExhausted => 17,
+                ErrorCode::HeartbeatTimeout => 18,
+                ErrorCode::SendTimeout => 19,
+                ErrorCode::TransportBlocked => 20,
+                ErrorCode::TransportError => 21,
+                ErrorCode::ServerError => 22,
+            };
+            assert_eq!(pos, i, "{c} is out of place in ErrorCode::ALL");
         }
     }
 }

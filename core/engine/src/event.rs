@@ -9,6 +9,7 @@ use serde_json::Value;
 
 /// Why a queued publish was dropped (OUTBOX-6, OUTBOX-7).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DropReason {
     Overflow,
     Expired,
@@ -17,6 +18,10 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every stable name, in declaration order (hosts and bindings compare their own lists
+    /// with it; a test keeps it complete).
+    pub const NAMES: [&'static str; 4] = ["overflow", "expired", "rejected", "too_large"];
+
     /// Stable name.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -38,6 +43,7 @@ impl core::fmt::Display for DropReason {
 
 /// Why the application must resynchronise a channel (RESUME-5, ORDER-4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResetReason {
     /// The server's replay buffer no longer covers the gap.
     Server,
@@ -46,6 +52,9 @@ pub enum ResetReason {
 }
 
 impl ResetReason {
+    /// Every reason, in declaration order (a test keeps it complete).
+    pub const ALL: [ResetReason; 2] = [ResetReason::Server, ResetReason::Gap];
+
     /// Stable name (`server`, `gap`), as adapters and logs print it.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -64,6 +73,7 @@ impl core::fmt::Display for ResetReason {
 
 /// Why the transport changed (FALLBACK-3, FALLBACK-6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FallbackReason {
     /// The rung was blocked (FALLBACK-2): the ladder went down one rung.
     Blocked,
@@ -74,6 +84,13 @@ pub enum FallbackReason {
 }
 
 impl FallbackReason {
+    /// Every reason, in declaration order (a test keeps it complete).
+    pub const ALL: [FallbackReason; 3] = [
+        FallbackReason::Blocked,
+        FallbackReason::Upgrade,
+        FallbackReason::AllBlocked,
+    ];
+
     /// Stable name (`blocked`, `upgrade`, `all_blocked`), as adapters and logs print it.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -93,6 +110,7 @@ impl core::fmt::Display for FallbackReason {
 
 /// Something the application should know.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A state transition (STATE-2).
     StateChanged {
@@ -138,6 +156,41 @@ pub enum Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lists are complete: each match has no wildcard, so a new reason does not compile
+    /// here until it has its place in the list.
+    #[test]
+    fn reason_lists_are_complete() {
+        let drop_pos = |r: &DropReason| match r {
+            DropReason::Overflow => 0,
+            DropReason::Expired => 1,
+            DropReason::Rejected { .. } => 2,
+            DropReason::TooLarge => 3,
+        };
+        for r in [
+            DropReason::Overflow,
+            DropReason::Expired,
+            DropReason::Rejected { code: "x".into() },
+            DropReason::TooLarge,
+        ] {
+            assert_eq!(DropReason::NAMES[drop_pos(&r)], r.as_str());
+        }
+        for (i, r) in ResetReason::ALL.into_iter().enumerate() {
+            let pos = match r {
+                ResetReason::Server => 0,
+                ResetReason::Gap => 1,
+            };
+            assert_eq!(pos, i);
+        }
+        for (i, r) in FallbackReason::ALL.into_iter().enumerate() {
+            let pos = match r {
+                FallbackReason::Blocked => 0,
+                FallbackReason::Upgrade => 1,
+                FallbackReason::AllBlocked => 2,
+            };
+            assert_eq!(pos, i);
+        }
+    }
 
     fn snake(s: &str) -> bool {
         !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')

@@ -3,6 +3,14 @@
 //! Time goes in (`now`), randomness comes from a seeded RNG, and the engine
 //! never sleeps or touches a socket. Hosts feed it `handle_*` inputs and drain
 //! `poll_action`, `poll_timeout` and `poll_event` after every input.
+//!
+//! Enums that grow with the contract are `#[non_exhaustive]`: [`Cause`], [`Event`],
+//! [`DropReason`], [`ResetReason`], [`FallbackReason`], [`ErrorCode`], [`CallError`],
+//! [`FrameError`], [`TransportFailure`] and [`sse::SseError`]; an app or binding matches
+//! them with a fallback arm and keeps working when a new value appears (name it by its
+//! stable `as_str()`). [`Action`], [`State`] and [`TransportKind`] are deliberately
+//! exhaustive: a new action, state or transport is something every host must implement,
+//! so it should stop the build of a host that does not.
 
 pub mod action;
 pub mod backoff;
@@ -24,7 +32,7 @@ pub mod time;
 pub mod transport;
 
 pub use action::Action;
-pub use engine::{terminal_close, Config, Engine, Network, ReadyAnswer, TokenError};
+pub use engine::{terminal_close, Config, Engine, Network, Queues, ReadyAnswer, TokenError};
 pub use error::{CallError, ErrorCode, FrameError, StoreError};
 pub use event::{DropReason, Event, FallbackReason, ResetReason};
 pub use policy::{DropPolicy, Policy, PolicyWire};

@@ -155,8 +155,11 @@ fn lenient_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Err
 pub(crate) fn lenient_policy<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Box<PolicyWire>>, D::Error> {
-    let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value::<PolicyWire>(v).ok().map(Box::new))
+    // Only an object: serde would also read a struct from an array, by position.
+    match Value::deserialize(d)? {
+        v @ Value::Object(_) => Ok(serde_json::from_value::<PolicyWire>(v).ok().map(Box::new)),
+        _ => Ok(None),
+    }
 }
 
 /// One value the engine replaced with a bound (reported as `policy_clamped`).
@@ -196,8 +199,15 @@ fn bound(field: &str) -> (f64, f64) {
         .unwrap_or(MAX_ELAPSED_BOUNDS)
 }
 
+/// A duration in milliseconds, applied at microsecond resolution (BACKOFF-10: a number read
+/// back from the memo one ulp away from the one written still applies as the same duration).
 fn ms(v: f64) -> Duration {
-    Duration::from_secs_f64(v.max(0.0) / 1000.0)
+    Duration::from_micros((v.max(0.0) * 1000.0).round() as u64)
+}
+
+/// The multiplier, applied at a resolution of 10^-6 (BACKOFF-10, like [`ms`]).
+fn multiplier(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
 }
 
 /// How a policy source is trusted.
@@ -254,7 +264,7 @@ impl Policy {
             self.cap = ms(v);
         }
         if let Some(v) = take("multiplier", wire.multiplier, 1.0, 10.0) {
-            self.multiplier = v;
+            self.multiplier = multiplier(v);
         }
         if let Some(v) = take("max_attempts", wire.max_attempts, 1.0, u32::MAX as f64) {
             self.max_attempts = Some(v as u32);
@@ -332,8 +342,149 @@ impl Policy {
     }
 }
 
+impl PolicyWire {
+    /// BACKOFF-9: an app's overrides are validated, not clamped (the server's policy is
+    /// clamped, BACKOFF-8): every field finite and non-negative, `floor_ms >= 1`,
+    /// `base_ms >= floor_ms`, `cap_ms >= base_ms`, `multiplier` within `[1, 10]`. Every host
+    /// refuses a policy this rejects, with the message as its detail (`bad_request`).
+    pub fn validate_overrides(&self) -> Result<(), String> {
+        let fields = [
+            ("floor_ms", self.floor_ms),
+            ("base_ms", self.base_ms),
+            ("cap_ms", self.cap_ms),
+            ("multiplier", self.multiplier),
+            ("max_attempts", self.max_attempts),
+            ("max_elapsed_ms", self.max_elapsed_ms),
+            ("heartbeat_ms", self.heartbeat_ms),
+            ("heartbeat_grace_ms", self.heartbeat_grace_ms),
+            ("open_timeout_ms", self.open_timeout_ms),
+            ("poll_hold_ms", self.poll_hold_ms),
+            ("probe_interval_ms", self.probe_interval_ms),
+            ("upgrade_after_ms", self.upgrade_after_ms),
+            ("outbox_max_count", self.outbox_max_count),
+            ("outbox_max_bytes", self.outbox_max_bytes),
+            ("outbox_max_age_ms", self.outbox_max_age_ms),
+        ];
+        for (name, v) in fields {
+            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                return Err(format!("{name} must be a finite, non-negative number"));
+            }
+        }
+        if self.floor_ms.is_some_and(|f| f < 1.0) {
+            return Err("floor_ms must be at least 1".into());
+        }
+        if self.multiplier.is_some_and(|m| !(1.0..=10.0).contains(&m)) {
+            return Err("multiplier must be within [1, 10]".into());
+        }
+        if let (Some(f), Some(b)) = (self.floor_ms, self.base_ms) {
+            if b < f {
+                return Err("base_ms must be >= floor_ms".into());
+            }
+        }
+        if let (Some(b), Some(c)) = (self.base_ms, self.cap_ms) {
+            if c < b {
+                return Err("cap_ms must be >= base_ms".into());
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn backoff_10_memo_numbers_read_back_bit_for_bit() {
+        // Found by the policy fuzz target: a multiplier written with more digits than an f64
+        // holds was read back from the memo one ulp away (serde_json's float parsing is not
+        // exact); applied at 10^-6 (and durations at 1 us) the ulp no longer matters.
+        let hello =
+            r#"{"multiplier":1.3333333333333333333333333333335,"base_ms":1234.56712345678901}"#;
+        let wire: PolicyWire = serde_json::from_str(hello).unwrap();
+        let mut announced = super::Policy::default();
+        announced.apply_server(&wire);
+        let memo = serde_json::to_string(&announced.to_wire()).unwrap();
+        let back: PolicyWire = serde_json::from_str(&memo).unwrap();
+        let mut restarted = super::Policy::default();
+        restarted.apply_server(&back);
+        assert_eq!(
+            restarted.multiplier.to_bits(),
+            announced.multiplier.to_bits()
+        );
+        assert_eq!(restarted, announced);
+        assert_eq!(announced.multiplier, 1.333333);
+        assert_eq!(announced.base, super::Duration::from_micros(1_234_567));
+    }
+
+    #[test]
+    fn backoff_9_overrides_are_validated_not_clamped() {
+        let ok = PolicyWire {
+            floor_ms: Some(1.0),
+            base_ms: Some(5.0),
+            cap_ms: Some(50.0),
+            multiplier: Some(10.0),
+            ..PolicyWire::default()
+        };
+        assert_eq!(ok.validate_overrides(), Ok(()));
+        assert_eq!(PolicyWire::default().validate_overrides(), Ok(()));
+        for (bad, why) in [
+            (
+                PolicyWire {
+                    floor_ms: Some(0.5),
+                    ..PolicyWire::default()
+                },
+                "floor_ms",
+            ),
+            (
+                PolicyWire {
+                    base_ms: Some(10.0),
+                    cap_ms: Some(5.0),
+                    ..PolicyWire::default()
+                },
+                "cap_ms",
+            ),
+            (
+                PolicyWire {
+                    floor_ms: Some(20.0),
+                    base_ms: Some(10.0),
+                    ..PolicyWire::default()
+                },
+                "base_ms",
+            ),
+            (
+                PolicyWire {
+                    multiplier: Some(0.5),
+                    ..PolicyWire::default()
+                },
+                "multiplier",
+            ),
+            (
+                PolicyWire {
+                    multiplier: Some(11.0),
+                    ..PolicyWire::default()
+                },
+                "multiplier",
+            ),
+            (
+                PolicyWire {
+                    open_timeout_ms: Some(f64::NAN),
+                    ..PolicyWire::default()
+                },
+                "open_timeout_ms",
+            ),
+            (
+                PolicyWire {
+                    outbox_max_count: Some(-1.0),
+                    ..PolicyWire::default()
+                },
+                "outbox_max_count",
+            ),
+        ] {
+            let e = bad.validate_overrides().expect_err(why);
+            assert!(e.starts_with(why), "{why}: {e}");
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -371,6 +522,38 @@ mod tests {
             "NaN keeps the current value"
         );
         assert_eq!(clamps.len(), 6);
+    }
+
+    #[test]
+    fn backoff_8_policy_that_is_not_an_object_reads_as_absent() {
+        // Found by fuzzing (core/fuzz, target `policy`): serde reads a struct from a JSON
+        // array by position, so `[5000, 20000]` used to apply as floor 5 s, base 20 s.
+        use crate::frame::ServerFrame;
+        for policy in [
+            "[]",
+            "[5000, 20000]",
+            "[null]",
+            "7",
+            "\"x\"",
+            "true",
+            "null",
+        ] {
+            let hello = format!(r#"{{"type":"hello","v":1,"policy":{policy}}}"#);
+            match ServerFrame::decode(&hello, 1 << 20) {
+                Ok(ServerFrame::Hello { policy: p, .. }) => assert_eq!(p, None, "{policy}"),
+                other => panic!("{policy}: {other:?}"),
+            }
+        }
+        let hello = r#"{"type":"hello","v":1,"policy":{"base_ms":2000,"cap_ms":[1]}}"#;
+        match ServerFrame::decode(hello, 1 << 20) {
+            Ok(ServerFrame::Hello {
+                policy: Some(p), ..
+            }) => {
+                assert_eq!(p.base_ms, Some(2000.0));
+                assert_eq!(p.cap_ms, None, "a non-numeric value is absent");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

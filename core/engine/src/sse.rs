@@ -65,6 +65,7 @@ pub enum SseItem {
 
 /// Why the parser gave up on a stream. After an error the parser is poisoned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SseError {
     /// A line grew beyond `limit` bytes before its terminator.
     #[error("SSE line longer than {limit} bytes")]

@@ -6,6 +6,7 @@ use core::time::Duration;
 
 /// Why a transition happened (STATE-2).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Cause {
     UserConnect,
     UserClose,
@@ -61,6 +62,35 @@ impl Cause {
             Cause::SendTimeout => "send_timeout",
         }
     }
+
+    /// One cause of each kind, in declaration order (`TransportClosed` and `Terminal` with a
+    /// sample field): the list the bindings check their own causes against, so a new cause
+    /// cannot be forgotten there. A new variant goes here too (a test of this module does not
+    /// compile until it is listed).
+    pub const KINDS: [Cause; 20] = [
+        Cause::UserConnect,
+        Cause::UserClose,
+        Cause::Hello,
+        Cause::TransportClosed { code: None },
+        Cause::TransportError,
+        Cause::HeartbeatTimeout,
+        Cause::Drain,
+        Cause::RetryLater,
+        Cause::Ready,
+        Cause::AuthExpired,
+        Cause::NetworkOffline,
+        Cause::NetworkOnline,
+        Cause::Blocked,
+        Cause::SlowOpen,
+        Cause::ProtocolError,
+        Cause::AttemptsExhausted,
+        Cause::Terminal {
+            code: ErrorCode::ServerError,
+        },
+        Cause::Backoff,
+        Cause::Upgrade,
+        Cause::SendTimeout,
+    ];
 }
 
 /// The stable name (STATE-2), e.g. `transport_closed`; codes are in the variant's fields.
@@ -152,6 +182,42 @@ impl core::fmt::Display for State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The position of a cause's kind in [`Cause::KINDS`]. No wildcard: a new cause does not
+    /// compile here until it gets the next position, and its place in `KINDS` with it.
+    fn kind_index(c: &Cause) -> usize {
+        match c {
+            Cause::UserConnect => 0,
+            Cause::UserClose => 1,
+            Cause::Hello => 2,
+            Cause::TransportClosed { .. } => 3,
+            Cause::TransportError => 4,
+            Cause::HeartbeatTimeout => 5,
+            Cause::Drain => 6,
+            Cause::RetryLater => 7,
+            Cause::Ready => 8,
+            Cause::AuthExpired => 9,
+            Cause::NetworkOffline => 10,
+            Cause::NetworkOnline => 11,
+            Cause::Blocked => 12,
+            Cause::SlowOpen => 13,
+            Cause::ProtocolError => 14,
+            Cause::AttemptsExhausted => 15,
+            Cause::Terminal { .. } => 16,
+            Cause::Backoff => 17,
+            Cause::Upgrade => 18,
+            Cause::SendTimeout => 19,
+        }
+    }
+
+    #[test]
+    fn state_2_kinds_lists_every_cause_once_with_a_unique_name() {
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in Cause::KINDS.iter().enumerate() {
+            assert_eq!(kind_index(c), i, "{c:?} is out of place in Cause::KINDS");
+            assert!(names.insert(c.as_str()), "duplicate name {}", c.as_str());
+        }
+    }
 
     #[test]
     fn causes_and_states_display_stable_names() {

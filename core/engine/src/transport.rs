@@ -77,6 +77,7 @@ impl core::fmt::Display for Token {
 
 /// How an attempt or a connection failed, as the transport saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TransportFailure {
     /// TCP refused, DNS, TLS, reset before any HTTP answer: the server is unreachable (not a blocking signal).
     Unreachable(String),

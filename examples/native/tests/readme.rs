@@ -4,9 +4,9 @@
 const README: &str = include_str!("../../../README.md");
 const QUICKSTART: &str = include_str!("../src/bin/quickstart.rs");
 
-/// The first ```rust block after the `## Quick start` heading.
+/// The first ```rust block after the `## Quick start: Rust` heading.
 fn readme_block() -> Option<&'static str> {
-    let section = README.split_once("\n## Quick start\n")?.1;
+    let section = README.split_once("\n## Quick start: Rust\n")?.1;
     let start = section.find("```rust\n")? + "```rust\n".len();
     let len = section[start..].find("\n```")?;
     Some(&section[start..start + len])
@@ -27,7 +27,7 @@ fn example_body() -> &'static str {
 
 #[test]
 fn readme_quick_start_is_the_quickstart_example() {
-    let block = readme_block().expect("README.md has a ```rust block under `## Quick start`");
+    let block = readme_block().expect("README.md has a ```rust block under `## Quick start: Rust`");
     let body = example_body();
     if block.trim_matches('\n') != body {
         let first = block

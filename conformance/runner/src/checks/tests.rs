@@ -34,6 +34,9 @@ fn distribution(events: &[TraceEvent], client: &ClientSetup) -> Verdict {
         final_state: None,
         stderr: "",
         keys: &[],
+        served: &[],
+        net: &[],
+        published: &[],
     };
     backoff_distribution(
         BackoffP {

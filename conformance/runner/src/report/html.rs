@@ -312,7 +312,7 @@ fn cases(r: &RunReport, suites: &[SuiteSummary], o: &mut String) {
             if c.status.fails_run() { "bad" } else { "" },
             escape(&c.name),
             badge(c.status.as_str()),
-            escape(c.level),
+            escape(&c.level),
             duration(c.duration_ms),
             covers.join(" "),
             if wide {
@@ -369,7 +369,7 @@ fn requirements(r: &RunReport, o: &mut String) {
             } else {
                 ""
             },
-            escape(q.level),
+            escape(&q.level),
             badge(&q.status),
             markdown::to_html(&q.text),
             cases.join("<br>")

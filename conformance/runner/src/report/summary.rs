@@ -72,7 +72,7 @@ pub(crate) mod tests {
             name: name.into(),
             suite: suite_of(name).into(),
             covers: vec!["CONN-1".into()],
-            level: "MUST",
+            level: "MUST".into(),
             status,
             duration_ms: ms,
             message: String::new(),

@@ -33,6 +33,65 @@ pub enum Draw {
     FloorAtom,
 }
 
+/// A peer SDK's default reconnect schedule, for the measured storm's side-by-side rows
+/// (`tether-conformance storm-bench`): what those clients wait, not anything Tether does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// socket.io-client's Manager: `1 s × 2^n`, ± randomization 0.5 of it, then capped at 5 s.
+    SocketIo,
+    /// SignalR `withAutomaticReconnect()`: 0, 2, 10, 30 s, no jitter, then it gives up.
+    SignalR,
+    /// phoenix.js `reconnectAfterMs`: 10, 50, 100, 150, 200, 250, 500, 1,000, 2,000 ms, then
+    /// 5 s, no jitter.
+    Phoenix,
+    /// A fixed 1 s retry, no jitter.
+    Fixed1s,
+}
+
+impl Peer {
+    /// Every peer, in the order the storm bench prints them.
+    pub const ALL: [Peer; 4] = [Peer::SocketIo, Peer::SignalR, Peer::Phoenix, Peer::Fixed1s];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::SocketIo => "socket.io-client",
+            Peer::SignalR => "SignalR",
+            Peer::Phoenix => "phoenix.js",
+            Peer::Fixed1s => "fixed 1 s",
+        }
+    }
+
+    /// The wait before attempt `n` after a disconnect (`n` = 0: the first; each failure adds
+    /// one), in ms; `None`: the client gives up.
+    pub fn delay_ms(self, n: u32, rng: &mut Rng) -> Option<f64> {
+        match self {
+            Peer::SocketIo => {
+                // socket.io-client's Backoff.duration(): ms = min * factor^attempts; with
+                // jitter, deviation = floor(rand * jitter * ms), subtracted or added on
+                // another coin; then min(ms, max).
+                let ms = 1000.0 * 2f64.powi(n.min(30) as i32);
+                let deviation = (rng.next_f64() * 0.5 * ms).floor();
+                let ms = if (rng.next_f64() * 10.0).floor() as u64 & 1 == 0 {
+                    ms - deviation
+                } else {
+                    ms + deviation
+                };
+                Some(ms.min(5000.0))
+            }
+            Peer::SignalR => [0.0, 2_000.0, 10_000.0, 30_000.0].get(n as usize).copied(),
+            Peer::Phoenix => Some(
+                [
+                    10.0, 50.0, 100.0, 150.0, 200.0, 250.0, 500.0, 1_000.0, 2_000.0,
+                ]
+                .get(n as usize)
+                .copied()
+                .unwrap_or(5_000.0),
+            ),
+            Peer::Fixed1s => Some(1_000.0),
+        }
+    }
+}
+
 /// What to simulate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StormParams {
@@ -56,6 +115,14 @@ pub struct StormParams {
     pub bucket_ms: Option<f64>,
     /// Width of the sliding window the peak rates are measured over.
     pub peak_ms: f64,
+    /// The fleet is down for the first `down_ms`: attempts before then are refused at the
+    /// TCP level (no token spent, not counted in the figures) and retried after the next draw.
+    pub down_ms: f64,
+    /// The smallest retry-after hint an admission refusal carries (the server's
+    /// `admission_retry_after`); the engine draw honours it as READY-1 says. `None`: no hint.
+    pub retry_after_ms: Option<f64>,
+    /// Draw as this peer SDK does instead of the engine (`draw` is then ignored).
+    pub peer: Option<Peer>,
 }
 
 impl Default for StormParams {
@@ -74,6 +141,9 @@ impl Default for StormParams {
             buckets: 30,
             bucket_ms: None,
             peak_ms: 100.0,
+            down_ms: 0.0,
+            retry_after_ms: None,
+            peer: None,
         }
     }
 }
@@ -172,6 +242,10 @@ pub struct StormResult {
     /// The most attempts of any kind (first attempts and retries) in any `peak_ms` window, per second.
     pub peak_per_s: f64,
     pub histogram: Histogram,
+    /// When 99% of the clients were accepted, in ms after `down_ms`; `None` if they never were.
+    pub p99_connected_ms: Option<f64>,
+    /// Clients that stopped retrying (a peer schedule that ends).
+    pub gave_up: u64,
 }
 
 /// Attempts the simulation makes at most.
@@ -232,14 +306,31 @@ pub fn simulate(p: &StormParams) -> StormResult {
             }
         }
     };
+    // A peer schedule instead of the engine draw; `None`: the client gives up.
+    let next = |rng: &mut Rng, n: u32| -> Option<f64> {
+        match p.peer {
+            Some(peer) => peer.delay_ms(n, rng),
+            None => Some(draw(rng, n)),
+        }
+    };
+    let down_us = us_of_ms(p.down_ms);
+    let mut gave_up = 0u64;
     // (time in µs, client, n of the backoff draw after a refusal of this attempt, first attempt)
     let mut q: BinaryHeap<Reverse<(u64, u64, u32, bool)>> = BinaryHeap::new();
     for c in 0..p.clients {
-        let (t, n) = match (p.drain_window_ms, p.draw) {
+        let (t, n) = match (p.drain_window_ms, p.draw, p.peer) {
+            (None, _, _) | (_, _, Some(_)) => match next(&mut rng, 0) {
+                Some(t) => (t, 1),
+                None => {
+                    gave_up += 1;
+                    continue;
+                }
+            },
             // A drain is not a failure (DRAIN-2): a refused attempt after it draws n = 0.
-            (Some((a, b)), Draw::Engine | Draw::FloorAtom) => (a + (b - a) * rng.next_f64(), 0),
-            (Some((a, _)), Draw::NoJitter) => (a, 0),
-            (None, _) => (draw(&mut rng, 0), 1),
+            (Some((a, b)), Draw::Engine | Draw::FloorAtom, None) => {
+                (a + (b - a) * rng.next_f64(), 0)
+            }
+            (Some((a, _)), Draw::NoJitter, None) => (a, 0),
         };
         q.push(Reverse((us_of_ms(t), c, n, true)));
     }
@@ -253,11 +344,23 @@ pub fn simulate(p: &StormParams) -> StormResult {
     let mut first: Vec<u64> = Vec::with_capacity(p.clients as usize);
     let (mut attempts, mut refused) = (0u64, 0u64);
     let mut done_at = 0u64;
+    let mut accepted_at: Vec<u64> = Vec::with_capacity(p.clients as usize);
     let mut truncated = false;
+    if down_us > 0 {
+        last = down_us;
+    }
     while let Some(Reverse((t, c, n, is_first))) = q.pop() {
         if attempts >= MAX_ATTEMPTS {
             truncated = true;
             break;
+        }
+        if t < down_us {
+            // Refused TCP while the fleet is down: not an attempt the fleet sees.
+            match next(&mut rng, n) {
+                Some(d) => q.push(Reverse((t + us_of_ms(d), c, n.saturating_add(1), false))),
+                None => gave_up += 1,
+            }
+            continue;
         }
         attempts += 1;
         tokens = (tokens + (t - last) as f64 / 1e6 * p.accept_rate).min(burst);
@@ -269,14 +372,36 @@ pub fn simulate(p: &StormParams) -> StormResult {
         if tokens >= 1.0 {
             tokens -= 1.0;
             accepted.push(true);
+            accepted_at.push(t);
             done_at = done_at.max(t);
         } else {
             refused += 1;
             accepted.push(false);
-            let d = draw(&mut rng, n);
-            q.push(Reverse((t + us_of_ms(d), c, n.saturating_add(1), false)));
+            // The server's hint: the token deficit, at least its smallest hint.
+            let hint_ms = p
+                .retry_after_ms
+                .map(|min| ((1.0 - tokens) / p.accept_rate * 1000.0).max(min));
+            let d = match (p.peer, hint_ms) {
+                (None, Some(hint)) => {
+                    // READY-1: RA + U(0, RA / 2), RA clamped to [floor, 600 s], never less
+                    // than the backoff draw.
+                    let ra = hint.clamp(p.floor_ms, 600_000.0);
+                    let b = draw(&mut rng, n);
+                    Some(b.max(ra + ra / 2.0 * rng.next_f64()))
+                }
+                _ => next(&mut rng, n),
+            };
+            match d {
+                Some(d) => q.push(Reverse((t + us_of_ms(d), c, n.saturating_add(1), false))),
+                None => gave_up += 1,
+            }
         }
     }
+    let p99_connected_ms = {
+        let want = ((p.clients as f64) * 0.99).ceil() as usize;
+        (want > 0 && accepted_at.len() >= want)
+            .then(|| accepted_at[want - 1].saturating_sub(down_us) as f64 / 1000.0)
+    };
     let peak_us = us_of_ms(p.peak_ms).max(1);
     let per_s = |count: u64| count as f64 / (peak_us as f64 / 1e6);
     let first_wave_peak_per_s = per_s(sliding_peak(&first, peak_us));
@@ -303,6 +428,8 @@ pub fn simulate(p: &StormParams) -> StormResult {
         uniform_peak_per_s,
         peak_per_s,
         histogram,
+        p99_connected_ms,
+        gave_up,
     }
 }
 
@@ -363,6 +490,77 @@ mod tests {
             accept_rate: 1_000.0,
             ..StormParams::default()
         }
+    }
+
+    #[test]
+    fn peer_schedules_after_an_outage() {
+        // Fixed 1 s: retries at 1, 2, 3 s; the fleet is back at 3 s: all N at one instant.
+        let fixed = simulate(&StormParams {
+            peer: Some(Peer::Fixed1s),
+            down_ms: 3_000.0,
+            burst: Some(100.0),
+            ..small()
+        });
+        assert_eq!(
+            fixed.first_wave_peak_per_s, 0.0,
+            "no first attempt reaches the fleet"
+        );
+        assert_eq!(
+            fixed.peak_per_s,
+            2_000.0 * 10.0,
+            "every client in one instant"
+        );
+        assert_eq!(fixed.gave_up, 0);
+        assert!(fixed.p99_connected_ms.is_some());
+        // SignalR: 0 and 2 s fall in the outage, then 12 s, 42 s, then it gives up.
+        let signalr = simulate(&StormParams {
+            peer: Some(Peer::SignalR),
+            down_ms: 3_000.0,
+            accept_rate: 100.0,
+            burst: Some(100.0),
+            ..small()
+        });
+        assert!(
+            signalr.gave_up > 0,
+            "refused at 12 s and 42 s: no more tries"
+        );
+        assert!(
+            signalr.attempts <= 2 * 2_000,
+            "at most two attempts reach the fleet"
+        );
+        assert!(signalr.p99_connected_ms.is_none());
+        let mut rng = Rng::new(1);
+        for n in 0..8 {
+            let d = Peer::SocketIo.delay_ms(n, &mut rng).unwrap_or(0.0);
+            let base = 1000.0 * 2f64.powi(n as i32);
+            assert!(
+                d >= (base * 0.5).min(5000.0) && d <= 5000.0_f64.min(base * 1.5),
+                "{n}: {d}"
+            );
+        }
+        assert_eq!(Peer::Phoenix.delay_ms(0, &mut rng), Some(10.0));
+        assert_eq!(Peer::Phoenix.delay_ms(9, &mut rng), Some(5_000.0));
+    }
+
+    #[test]
+    fn engine_clients_honour_the_retry_after_hint() {
+        let base = StormParams {
+            down_ms: 3_000.0,
+            burst: Some(100.0),
+            ..small()
+        };
+        let plain = simulate(&base);
+        let hinted = simulate(&StormParams {
+            retry_after_ms: Some(1_000.0),
+            ..base
+        });
+        assert!(
+            hinted.attempts <= plain.attempts,
+            "{} vs {}",
+            hinted.attempts,
+            plain.attempts
+        );
+        assert_eq!(hinted.attempts - hinted.refused, 2_000);
     }
 
     #[test]

@@ -24,8 +24,10 @@
 //! Damage followed by a valid frame is corruption: a frame with a bad CRC whose framing still
 //! holds is skipped; when the length field itself is damaged the scan re-synchronises on the
 //! next valid frame (sane length, matching CRC, a payload that decodes). Either way the damaged
-//! bytes count once in [`FileStoreStats::corrupt_skipped`], stay in the log as a dead frame
-//! until compaction, and every other frame is kept. Nothing is ever allocated from a length
+//! bytes count once in [`FileStoreStats::corrupt_skipped`], every other frame is kept, and the
+//! log is compacted at once (an error if that fails), so that frames appended later can never
+//! be read as part of the damaged region (a damaged length running past the end of the file
+//! could otherwise come to fit, and swallow them). Nothing is ever allocated from a length
 //! field that is over the cap or runs past the end of the file, and the scan never panics.
 //! A corrupted `R` frame resurrects the record it removed (resent; the server deduplicates
 //! it, OUTBOX-5); a corrupted `A` frame is lost. `load` re-checks each live frame's CRC.
@@ -69,8 +71,12 @@ pub const HEADER_BYTES: usize = 8;
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// The largest memo file `load_memo` reads.
 pub const MAX_MEMO_BYTES: u64 = 16 * 1024 * 1024;
-/// Tag byte of an append frame (`A` + JSON of an [`OutboxRecord`]).
+/// Tag byte of an append frame in the first format (`A` + JSON of an [`OutboxRecord`]),
+/// still read; no longer written.
 pub const TAG_APPEND: u8 = b'A';
+/// Tag byte of a packed append frame (`P` + varints and raw strings, see the module docs),
+/// what [`Store::append`] writes.
+pub const TAG_PACKED: u8 = b'P';
 /// Tag byte of a remove frame (`R` + the id).
 pub const TAG_REMOVE: u8 = b'R';
 
@@ -97,7 +103,7 @@ impl Default for FileStoreOptions {
 pub struct FileStoreStats {
     /// Live records the open scan recovered.
     pub records_loaded: u64,
-    /// Valid frames (`A` and `R`) the open scan read.
+    /// Valid frames (appends and `R`) the open scan read.
     pub frames_scanned: u64,
     /// Bytes of a torn last frame cut off the log by the open scan.
     pub torn_bytes_truncated: u64,
@@ -105,7 +111,7 @@ pub struct FileStoreStats {
     pub corrupt_skipped: u64,
     /// Live records now.
     pub live_records: u64,
-    /// Dead frames now (`R` frames, removed `A` frames, damaged regions).
+    /// Dead frames now (`R` frames, removed appends, damaged regions).
     pub dead_records: u64,
     /// Bytes of the log now.
     pub log_bytes: u64,
@@ -200,7 +206,12 @@ impl FileStore {
         };
         store.sync_dir_if_dirty()?;
         store.recover()?;
-        if store.should_compact() {
+        if store.stats.corrupt_skipped > 0 {
+            // Damage read as damage only while the log keeps its length: a damaged length
+            // that runs past the end now may fit once more frames are appended, and would
+            // then swallow them. Rewrite the log without it before anything is appended.
+            store.compact()?;
+        } else if store.should_compact() {
             // The log is complete as it is; a failed compaction is retried on a later ack.
             if let Err(e) = store.compact() {
                 tracing::warn!(error = %e, "outbox log compaction failed");
@@ -473,11 +484,10 @@ impl Store for FileStore {
                 record.size()
             )));
         }
-        let mut frame = Vec::with_capacity(HEADER_BYTES + 1 + 64 + record.size());
+        let mut frame = Vec::with_capacity(HEADER_BYTES + 1 + 30 + record.size());
         frame.extend_from_slice(&[0; HEADER_BYTES]);
-        frame.push(TAG_APPEND);
-        serde_json::to_writer(&mut frame, record)
-            .map_err(|e| StoreError(format!("encode outbox record: {e}")))?;
+        frame.push(TAG_PACKED);
+        pack(&mut frame, record);
         seal(&mut frame)?;
         let off = self.write_frame(&frame)?;
         self.live
@@ -595,6 +605,64 @@ fn seal(frame: &mut [u8]) -> Result<(), StoreError> {
     frame[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
     frame[4..8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
+}
+
+/// Append `v` as an unsigned LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Read a varint at the start of `*buf` and advance past it; `None` if it is cut short or
+/// longer than 10 bytes.
+fn take_varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for (i, &b) in buf.iter().enumerate().take(10) {
+        v |= u64::from(b & 0x7F).checked_shl(7 * i as u32)?;
+        if b & 0x80 == 0 {
+            *buf = &buf[i + 1..];
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// A UTF-8 string of the varint length at the start of `*buf`, advancing past both.
+fn take_str<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
+    let len = usize::try_from(take_varint(buf)?).ok()?;
+    if len > buf.len() {
+        return None;
+    }
+    let (s, rest) = buf.split_at(len);
+    *buf = rest;
+    std::str::from_utf8(s).ok()
+}
+
+/// The body of a `P` frame (see the module docs).
+fn pack(out: &mut Vec<u8>, r: &OutboxRecord) {
+    put_varint(out, r.enqueued_unix_ms);
+    put_varint(out, r.id.len() as u64);
+    out.extend_from_slice(r.id.as_bytes());
+    put_varint(out, r.channel.len() as u64);
+    out.extend_from_slice(r.channel.as_bytes());
+    out.extend_from_slice(r.data.as_bytes());
+}
+
+/// Decode a `P` frame body; `None` for anything that is not one.
+fn unpack(mut body: &[u8]) -> Option<OutboxRecord> {
+    let enqueued_unix_ms = take_varint(&mut body)?;
+    let id = take_str(&mut body)?.to_owned();
+    let channel = take_str(&mut body)?.to_owned();
+    let data = std::str::from_utf8(body).ok()?.to_owned();
+    Some(OutboxRecord {
+        id,
+        channel,
+        data,
+        enqueued_unix_ms,
+    })
 }
 
 /// Length of the frame spanning `start..end` (never over `HEADER_BYTES + MAX_PAYLOAD_BYTES`).
@@ -717,6 +785,7 @@ impl<'a> LogReader<'a> {
         }
         let body = &payload[1..];
         let frame = match payload[0] {
+            TAG_PACKED => unpack(body).map(Frame::Append),
             TAG_APPEND => serde_json::from_slice(body).ok().map(Frame::Append),
             TAG_REMOVE => std::str::from_utf8(body)
                 .ok()
@@ -758,7 +827,7 @@ impl<'a> LogReader<'a> {
                 let at = base + i as u64;
                 if len == 0
                     || len > MAX_PAYLOAD_BYTES as u64
-                    || (tag != TAG_APPEND && tag != TAG_REMOVE)
+                    || !matches!(tag, TAG_PACKED | TAG_APPEND | TAG_REMOVE)
                     || at + HEADER_BYTES as u64 + len > self.len
                 {
                     continue;

@@ -1,8 +1,11 @@
-//! Transports: one task per connection on real sockets, reporting faithfully to the engine.
+//! Transports: connections on real sockets, reporting faithfully to the engine.
 //!
-//! Each rung ([`ws`], [`sse`], [`poll`]) turns an engine [`OpenRequest`] into a tokio task
-//! that reports [`TransportEvent`]s tagged with the connection id (CONN-4) and obeys
-//! [`ConnCommand`]s (transmit, poll, close). Transports decide nothing: blocked-rung
+//! Each rung turns an engine [`OpenRequest`] into a connection that reports
+//! [`TransportEvent`]s tagged with the connection id (CONN-4) and obeys the driver (transmit,
+//! poll, close). A WebSocket ([`ws`]) is polled by the driver task itself, so its messages
+//! reach the engine without a hand-off; SSE ([`sse`]) and long-poll ([`poll`]) run as tokio
+//! tasks around reqwest and report through the driver's inbox, obeying [`ConnCommand`]s.
+//! Transports decide nothing: blocked-rung
 //! detection, timeouts, retries and parsing of frames (and of SSE) are the engine's job, so
 //! every platform behaves the same. Every read is bounded (WS max message size, SSE chunks
 //! streamed to the engine's bounded parser, long-poll and POST bodies capped).
@@ -11,20 +14,24 @@ pub(crate) mod http;
 pub(crate) mod poll;
 pub(crate) mod sse;
 pub(crate) mod ws;
+#[cfg(test)]
+mod ws_peer_tests;
+mod wsframe;
 
+use crate::driver::Incoming;
+use crate::inbox::Inbox;
 use std::sync::{Arc, OnceLock};
 use tether_engine::{ConnId, OpenRequest, TransportEvent, TransportKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::Instrument;
 use url::Url;
 
-/// Events of every connection of one client, to its driver. Bounded: a slow driver slows the
-/// socket reads down (back-pressure) instead of buffering without limit.
-pub(crate) type EventTx = mpsc::Sender<(ConnId, TransportEvent)>;
+/// Events of the task-run connections of one client, to its driver. Bounded: a slow driver
+/// slows the socket reads down (back-pressure) instead of buffering without limit.
+pub(crate) type EventTx = Arc<Inbox<Incoming>>;
 
-/// Capacity of the transport → driver channel.
+/// Capacity of the transport → driver inbox.
 pub(crate) const EVENT_QUEUE: usize = 256;
 
 /// What the driver asks of a live connection.
@@ -37,8 +44,8 @@ pub(crate) enum ConnCommand {
         cursor: Option<String>,
         channels: Vec<String>,
     },
-    /// Close (WebSocket close frame with this code) and end the task.
-    Close { code: u16, reason: String },
+    /// Close and end the task (the code is the engine's, for the span).
+    Close { code: u16 },
 }
 
 /// Shared, immutable I/O configuration of one client.
@@ -51,8 +58,8 @@ pub(crate) struct Io {
     pub http: OnceLock<reqwest::Client>,
     /// TLS for `wss://` and HTTPS: one configuration shared by every client of the process.
     pub tls: Arc<rustls::ClientConfig>,
-    /// tungstenite settings (buffers and limits, see [`ws::config`]).
-    pub ws_config: WebSocketConfig,
+    /// WebSocket buffers and limits (see [`ws::settings`]).
+    pub ws: ws::WsSettings,
     /// LIMIT-1: largest inbound frame; bodies are capped at 16 times this (LIMIT-2).
     pub max_frame_bytes: usize,
     /// Where connection tasks report.
@@ -83,9 +90,13 @@ pub(crate) struct Emitter {
 }
 
 impl Emitter {
-    /// Send one event; false when the driver is gone (the task should end).
+    /// Send one event, waiting while the driver's inbox is full; false when the driver is
+    /// gone (the task should end).
     pub async fn emit(&self, event: TransportEvent) -> bool {
-        self.tx.send((self.conn, event)).await.is_ok()
+        self.tx
+            .send(Incoming::Transport(self.conn, event))
+            .await
+            .is_ok()
     }
 }
 
@@ -103,8 +114,8 @@ impl ConnHandle {
     }
 
     /// Ask the task to close gracefully and let it finish on its own.
-    pub fn close(mut self, code: u16, reason: String) {
-        let _ = self.tx.send(ConnCommand::Close { code, reason });
+    pub fn close(mut self, code: u16) {
+        let _ = self.tx.send(ConnCommand::Close { code });
         self.task = None;
     }
 }
@@ -117,7 +128,8 @@ impl Drop for ConnHandle {
     }
 }
 
-/// Spawn the task of connection `req.conn` on its rung.
+/// Spawn the task of connection `req.conn` (SSE or long-poll; a WebSocket is a
+/// [`ws::WsConn`] polled by the driver).
 pub(crate) fn open(io: &Arc<Io>, req: OpenRequest, span: tracing::Span) -> ConnHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let emitter = Emitter {
@@ -126,9 +138,8 @@ pub(crate) fn open(io: &Arc<Io>, req: OpenRequest, span: tracing::Span) -> ConnH
     };
     let io = io.clone();
     let task = match req.transport {
-        TransportKind::WebSocket => tokio::spawn(ws::run(io, req, rx, emitter).instrument(span)),
-        TransportKind::Sse => tokio::spawn(sse::run(io, req, rx, emitter).instrument(span)),
         TransportKind::LongPoll => tokio::spawn(poll::run(io, req, rx, emitter).instrument(span)),
+        _ => tokio::spawn(sse::run(io, req, rx, emitter).instrument(span)),
     };
     ConnHandle {
         tx,

@@ -249,6 +249,10 @@ impl Engine {
             return;
         }
         self.probe_outstanding = None;
+        // READY-4: the next probe counts its interval from this answer, not from when this
+        // probe was sent: the server saw this probe before it answered, so it sees the next
+        // one at least an interval later however long either took to reach it.
+        self.probe_last = Some(now);
         let Wait::Retry { at, .. } = self.wait.clone() else {
             return;
         };
@@ -311,7 +315,7 @@ impl Engine {
                 self.probe_at = None;
                 let probe = self.next_request();
                 self.probe_outstanding = Some(probe);
-                self.probe_sent = Some(now);
+                self.probe_last = Some(now);
                 self.actions.push_back(Action::ProbeReady { probe });
             }
         }

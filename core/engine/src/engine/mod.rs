@@ -45,6 +45,23 @@ pub const SEND_ALLOWANCE_BYTES_PER_SEC: usize = 16 * 1024;
 /// them, but never beyond this many `open_timeout`s from the attempt's start (CONN-6).
 pub const MAX_OPEN_STRETCH: u32 = 3;
 
+/// The sizes of the engine's bounded queues (LIMIT-5), from [`Engine::queues`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Queues {
+    /// Publishes in the outbox (bounded by `outbox_max_count`, OUTBOX-6).
+    pub outbox_count: usize,
+    /// Bytes of those publishes (bounded by `outbox_max_bytes`, OUTBOX-6).
+    pub outbox_bytes: usize,
+    /// Most messages held on one channel while a gap is open (at most 1,024, ORDER-3).
+    pub held_max: usize,
+    /// Messages held over all channels.
+    pub held_total: usize,
+    /// Largest SSE pending-line buffer of a live connection, in bytes (LIMIT-3).
+    pub sse_line_capacity: usize,
+    /// Largest SSE event-data buffer of a live connection, in bytes (LIMIT-3).
+    pub sse_data_capacity: usize,
+}
+
 /// How the application configures an engine.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -198,8 +215,10 @@ pub struct Engine {
     upgrade_at: Option<Instant>,
     probe_at: Option<Instant>,
     probe_outstanding: Option<u64>,
-    /// When the last readiness probe was sent (READY-4: at most one per interval).
-    probe_sent: Option<Instant>,
+    /// When the last readiness probe was sent, or answered once it was (READY-4: at most
+    /// one per interval, measured from the answer so that the server sees the interval
+    /// whatever the probe's latency).
+    probe_last: Option<Instant>,
     offline: bool,
     cursor: Option<String>,
     channels: BTreeMap<String, ChannelOrder>,
@@ -277,7 +296,7 @@ impl Engine {
             upgrade_at: None,
             probe_at: None,
             probe_outstanding: None,
-            probe_sent: None,
+            probe_last: None,
             offline: false,
             cursor: None,
             channels: BTreeMap::new(),
@@ -328,6 +347,25 @@ impl Engine {
     /// Duplicates dropped on a channel so far (ORDER-2).
     pub fn duplicates(&self, channel: &str) -> u64 {
         self.channels.get(channel).map_or(0, |c| c.duplicates())
+    }
+
+    /// How full the engine's bounded queues are (LIMIT-5): for monitoring, and for tests
+    /// that check the bounds hold under hostile input.
+    pub fn queues(&self) -> Queues {
+        let parsers = || {
+            [self.primary.as_ref(), self.candidate.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.sse.as_ref())
+        };
+        Queues {
+            outbox_count: self.outbox.len(),
+            outbox_bytes: self.outbox.bytes(),
+            held_max: self.channels.values().map(|c| c.held()).max().unwrap_or(0),
+            held_total: self.channels.values().map(|c| c.held()).sum(),
+            sse_line_capacity: parsers().map(|p| p.line_capacity()).max().unwrap_or(0),
+            sse_data_capacity: parsers().map(|p| p.data_capacity()).max().unwrap_or(0),
+        }
     }
 
     // ----- outputs -----

@@ -99,7 +99,8 @@ impl Engine {
 
     /// READY-4: probe readiness only in long waits, at most once per probe interval.
     /// The first probe of a wait comes `U(0.5, 1.0) * interval` after the wait began; later
-    /// ones never sooner than one interval after the previous probe.
+    /// ones never sooner than one interval after the previous probe was answered (or sent,
+    /// while it is unanswered).
     pub(super) fn plan_probe(&mut self, now: Instant, at: Instant) {
         let interval = self.policy.probe_interval;
         if at <= now || at - now <= interval.saturating_mul(2) {
@@ -108,7 +109,7 @@ impl Engine {
         }
         let f = 0.5 + 0.5 * self.rng.next_f64();
         let mut when = now + Duration::from_secs_f64(interval.as_secs_f64() * f);
-        if let Some(prev) = self.probe_sent {
+        if let Some(prev) = self.probe_last {
             when = when.max(prev + interval);
         }
         self.probe_at = Some(when);

@@ -17,7 +17,11 @@
 //! (d) durable outbox appends, FileStore vs raw write + fdatasync of the same bytes.
 
 mod blast;
+mod fallback;
 mod heap;
+mod outbox;
+
+use blast::Backlog;
 
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -43,15 +47,16 @@ async fn main() {
 async fn run() -> Res<()> {
     let a = args();
     let num = |k: &str, d: usize| a.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    raise_fd_limit();
     if a.contains_key("serve") {
         return serve().await;
     }
     if let Some(kind) = a.get("mem") {
         let port: u16 = a.get("port").and_then(|p| p.parse().ok()).ok_or("--port")?;
-        return mem_child(kind, port, num("conns", 1000)).await;
+        return mem_child(kind, port, num("conns", 10_000)).await;
     }
     let messages = num("messages", 50_000);
-    let conns = num("conns", 1000);
+    let conns = num("conns", 10_000);
     // reqwest (the raw SSE peer) shares the workspace's `rustls-no-provider` build.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if cfg!(debug_assertions) {
@@ -60,17 +65,47 @@ async fn run() -> Res<()> {
     let started = Instant::now();
 
     let rounds = num("rounds", 5);
-    println!("(a) WebSocket receive throughput, {messages} messages from a fixed-backlog server");
-    let (raw_rate, tether_rate) = throughput(Wire::WebSocket, messages, rounds).await?;
+    let big = num("big-messages", 5_000);
+    println!(
+        "(a) WebSocket receive throughput, {messages} messages of 32 B from a fixed-backlog server"
+    );
+    let ws_small = throughput(Wire::WebSocket, Backlog::small(messages), rounds).await?;
+    println!("(a) WebSocket receive throughput, {big} messages of 16 KiB");
+    let ws_big = throughput(
+        Wire::WebSocket,
+        Backlog {
+            n: big,
+            payload: 16 * 1024,
+            channels: 1,
+        },
+        rounds,
+    )
+    .await?;
+    let mut by_channels = Vec::new();
+    for channels in [1usize, 10, 100] {
+        println!("(a) WebSocket messages/s delivered to the app, {messages} messages over {channels} subscribed channel(s)");
+        let b = Backlog {
+            n: messages,
+            payload: 32,
+            channels,
+        };
+        by_channels.push((channels, throughput(Wire::WebSocket, b, rounds).await?));
+    }
     if a.contains_key("throughput-only") {
         return Ok(());
     }
     println!("(a') SSE receive throughput, {messages} messages from a fixed-backlog server");
-    let (raw_sse_rate, tether_sse_rate) = throughput(Wire::Sse, messages, rounds).await?;
+    let sse = throughput(Wire::Sse, Backlog::small(messages), rounds).await?;
+    println!(
+        "(a'') long-poll receive throughput, {messages} messages, {} per answer",
+        blast::POLL_BATCH
+    );
+    let poll = throughput(Wire::LongPoll, Backlog::small(messages), rounds).await?;
 
     println!("(b) idle memory per WebSocket connection, {conns} connections");
     let (mut server, port) = spawn_server()?;
     let raw_kib = mem_in_child("raw", port, conns)?;
+    let raw8k_kib = mem_in_child("raw8k", port, conns)?;
     let tether_kib = mem_in_child("tether", port, conns)?;
     let _ = server.kill();
     let _ = server.wait();
@@ -81,21 +116,40 @@ async fn run() -> Res<()> {
     println!("(d) durable outbox appends (FileStore vs raw write + fdatasync)");
     let (store_rate, fsync_rate) = store_rates(num("appends", 300), rounds)?;
 
+    println!("(P7) fallback latency: refused upgrade -> first message over SSE (20 in a row); stalled upgrade (20 at once, default open_timeout)");
+    let (refused, stalled) = fallback::fallback_latency(20).await?;
+    println!(
+        "    refused: median {:.1} ms ({:.1}-{:.1}); stalled: median {:.0} ms ({:.0}-{:.0})",
+        refused[0], refused[1], refused[2], stalled[0], stalled[1], stalled[2]
+    );
+    let queued = num("queued", 10_000);
+    println!("(P8) outbox: {queued} publishes queued while the server is down, flushed after the reconnect");
+    let (flush_s, records) = outbox::flush_after_reconnect(queued).await?;
+    let overhead = outbox::file_store_overhead(&records[..records.len().min(1000)])?;
+    println!(
+        "    all acknowledged {:.0} ms after the reconnect; FileStore: {overhead:.1} bytes per queued publish beyond its data",
+        flush_s * 1e3
+    );
+
     println!();
     println!("| measure                                  | tether        | peer          | tether/peer |");
     println!("|------------------------------------------|---------------|---------------|-------------|");
-    println!(
-        "| (a) WS messages/s received               | {:>13.0} | {:>13.0} | {:>11.2} |",
-        tether_rate,
-        raw_rate,
-        tether_rate / raw_rate
-    );
-    println!(
-        "| (a') SSE messages/s received             | {:>13.0} | {:>13.0} | {:>11.2} |",
-        tether_sse_rate,
-        raw_sse_rate,
-        tether_sse_rate / raw_sse_rate
-    );
+    let row = |name: &str, (peer, tether): (f64, f64)| {
+        println!(
+            "| {name:<40} | {tether:>13.0} | {peer:>13.0} | {:>11.2} |",
+            tether / peer
+        );
+    };
+    row("(a) WS messages/s received, 32 B", ws_small);
+    row("(a) WS messages/s received, 16 KiB", ws_big);
+    for (channels, rates) in &by_channels {
+        row(
+            &format!("(a) WS messages/s to the app, {channels} ch."),
+            *rates,
+        );
+    }
+    row("(a') SSE messages/s received", sse);
+    row("(a'') long-poll messages/s received", poll);
     println!(
         "| (b) idle RSS KiB per WS connection       | {:>13.1} | {:>13.1} | {:>11.2} |",
         tether_kib.0,
@@ -109,6 +163,12 @@ async fn run() -> Res<()> {
         tether_kib.1 / raw_kib.1
     );
     println!(
+        "| (b') ... peer with an 8 KiB read buffer   | {:>13.1} | {:>13.1} | {:>11.2} |",
+        tether_kib.1,
+        raw8k_kib.1,
+        tether_kib.1 / raw8k_kib.1
+    );
+    println!(
         "| (c) SSE parse MB/s ({mb:.0} MB)               | {:>13.1} | {:>13.1} | {:>11.2} |",
         engine_mbs,
         es_mbs,
@@ -120,12 +180,50 @@ async fn run() -> Res<()> {
         fsync_rate,
         store_rate / fsync_rate
     );
+    println!(
+        "| (P7) refused upgrade -> 1st SSE msg, ms   | {:>13.1} | goal    100.0 | {:>11.2} |",
+        refused[0],
+        refused[0] / 100.0
+    );
+    println!(
+        "| (P7) stalled upgrade -> 1st SSE msg, ms   | {:>13.0} | open_timeout {:>0} | {:>11.2} |",
+        stalled[0],
+        "10 s",
+        stalled[0] / 10_000.0
+    );
+    println!(
+        "| (P8) flush {queued} queued publishes, ms   | {:>13.0} | goal   1000.0 | {:>11.2} |",
+        flush_s * 1e3,
+        flush_s
+    );
+    println!(
+        "| (P8) FileStore bytes/publish beyond data | {:>13.1} | goal     64.0 | {:>11.2} |",
+        overhead,
+        overhead / 64.0
+    );
     println!();
     println!("peers: (a) raw tokio-tungstenite + serde_json; (a') reqwest + eventsource-stream + serde_json;");
-    println!("       (b) raw tokio-tungstenite, default WebSocketConfig (128 KiB read buffer);");
+    println!("       (a'') a reqwest GET loop + serde_json of each answer, cursor from its last message;");
+    println!("       (b) raw tokio-tungstenite, default WebSocketConfig (128 KiB read buffer), and with read_buffer_size 8 KiB;");
     println!("       (c) eventsource-stream 0.2; (d) the same bytes, write_all + sync_data each.");
     println!("Total {:.1} s.", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Raise the open-file limit to its hard limit (10,000 idle connections need 10,000 sockets
+/// in the client child and as many in the server child, which inherit it).
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -138,34 +236,48 @@ fn median(mut v: Vec<f64>) -> f64 {
 enum Wire {
     WebSocket,
     Sse,
+    LongPoll,
 }
 
 /// `rounds` alternating raw/tether rounds against one blaster per wire; medians of each.
-async fn throughput(wire: Wire, n: usize, rounds: usize) -> Res<(f64, f64)> {
+async fn throughput(wire: Wire, b: Backlog, rounds: usize) -> Res<(f64, f64)> {
     let addr = match wire {
-        Wire::WebSocket => blast::websocket(n).await?,
-        Wire::Sse => blast::sse(n).await?,
+        Wire::WebSocket => blast::websocket(b).await?,
+        Wire::Sse => blast::sse(b).await?,
+        Wire::LongPoll => blast::long_poll(b).await?,
     };
     let (mut raws, mut tethers) = (Vec::new(), Vec::new());
+    // `--side raw|tether` runs one side only (for instruction counts with perf or callgrind).
+    let side = tether_examples::args().get("side").cloned();
     for _ in 0..rounds {
-        raws.push(match wire {
-            Wire::WebSocket => raw_ws(addr, n).await?,
-            Wire::Sse => raw_sse(addr, n).await?,
-        });
-        tethers.push(tether_rate(addr, wire, n).await?);
+        if side.as_deref() != Some("tether") {
+            raws.push(match wire {
+                Wire::WebSocket => raw_ws(addr, b).await?,
+                Wire::Sse => raw_sse(addr, b.n).await?,
+                Wire::LongPoll => raw_poll(addr, b.n).await?,
+            });
+        }
+        if side.as_deref() != Some("raw") {
+            tethers.push(tether_rate(addr, wire, b).await?);
+        }
     }
     let (raw, tether) = (median(raws), median(tethers));
     println!(
-        "    raw peer: {raw:.0} msg/s, tether client: {tether:.0} msg/s (medians of {rounds})"
+        "    raw peer: {raw:.0} msg/s, tether client: {tether:.0} msg/s, ratio {:.2} (medians of {rounds})",
+        tether / raw
     );
     Ok((raw, tether))
 }
 
 /// Raw WebSocket peer: tokio-tungstenite with its defaults, every text frame parsed as
 /// JSON (the least any client does), `msg` frames counted.
-async fn raw_ws(addr: SocketAddr, n: usize) -> Res<f64> {
+async fn raw_ws(addr: SocketAddr, b: Backlog) -> Res<f64> {
+    let n = b.n;
     let start = Instant::now();
-    let url = format!("ws://{addr}/tether/ws?v=1&channels={}", blast::CHANNEL);
+    let url = format!(
+        "ws://{addr}/tether/ws?v=1&channels={}",
+        b.channel_names().join(",")
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
     let mut got = 0;
     while got < n {
@@ -206,19 +318,51 @@ async fn raw_sse(addr: SocketAddr, n: usize) -> Res<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Raw long-poll peer: a reqwest GET loop, each answer parsed as a JSON array, the next
+/// poll after the cursor of the answer's last message.
+async fn raw_poll(addr: SocketAddr, n: usize) -> Res<f64> {
+    let start = Instant::now();
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}/tether/poll?v=1&channels={}", blast::CHANNEL);
+    let mut url = format!("{base}&hello=1");
+    let mut got = 0;
+    while got < n {
+        let body = http.get(&url).send().await?.bytes().await?;
+        let frames: Vec<Value> = serde_json::from_slice(&body)?;
+        let mut cursor = None;
+        for f in &frames {
+            if f["type"] == "msg" {
+                got += 1;
+            }
+            if let Some(c) = f["cursor"].as_str() {
+                cursor = Some(c.to_owned());
+            }
+        }
+        url = format!(
+            "{base}&cursor={}",
+            cursor.ok_or("raw poll peer: no cursor")?
+        );
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
 /// The tether client on one transport: build, subscribe, connect, count delivered
 /// messages (each one decoded, sequence-checked and handed to the app as an event).
-async fn tether_rate(addr: SocketAddr, wire: Wire, n: usize) -> Res<f64> {
+async fn tether_rate(addr: SocketAddr, wire: Wire, b: Backlog) -> Res<f64> {
+    let n = b.n;
     let start = Instant::now();
     let kind = match wire {
         Wire::WebSocket => TransportKind::WebSocket,
         Wire::Sse => TransportKind::Sse,
+        Wire::LongPoll => TransportKind::LongPoll,
     };
     let client = Client::builder(format!("http://{addr}/tether"))
         .transports(&[kind])
         .build()?;
     let mut events = client.events();
-    client.subscribe(blast::CHANNEL).await?;
+    for ch in b.channel_names() {
+        client.subscribe(&ch).await?;
+    }
     client.connect()?;
     let mut got = 0;
     while got < n {
@@ -316,8 +460,10 @@ fn rss_kib() -> f64 {
 async fn mem_child(kind: &str, port: u16, n: usize) -> Res<()> {
     let endpoint = format!("http://127.0.0.1:{port}/tether");
     let ws_url = format!("ws://127.0.0.1:{port}/tether/ws?v=1&channels=idle");
-    let kib = if kind == "raw" {
-        hold_idle(n, || raw_idle(&ws_url)).await?
+    let kib = if let Some(size) = kind.strip_prefix("raw") {
+        // `raw`: tungstenite's default read buffer (128 KiB); `raw8k`/`raw4k`: smaller ones.
+        let read_buffer = size.strip_suffix('k').and_then(|k| k.parse::<usize>().ok());
+        hold_idle(n, || raw_idle(&ws_url, read_buffer.map(|k| k * 1024))).await?
     } else {
         hold_idle(n, || tether_idle(&endpoint)).await?
     };
@@ -350,8 +496,11 @@ type RawWs =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A raw connection with tokio-tungstenite's default config, after its hello was read.
-async fn raw_idle(url: &str) -> Res<RawWs> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+async fn raw_idle(url: &str, read_buffer: Option<usize>) -> Res<RawWs> {
+    let config = read_buffer.map(|size| {
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(size)
+    });
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, config, false).await?;
     while let Some(m) = ws.next().await {
         if let Message::Text(t) = m? {
             if t.as_str().contains("\"hello\"") {
